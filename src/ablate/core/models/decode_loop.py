@@ -2,19 +2,9 @@
 host work per step (:func:`ablate.core.models.generation.generate` runs it for embedding prompts
 with the static cache).
 
-At batch 1 on an H100 transformers' loop is bound by the host, not the GPU: 6.9 ms of kernels in
-a 10 ms step, the rest the CUDA-graph launch, the dynamo guard and a synchronisation each step for
-its stopping check (bench/results/bridge_speed_h100.md). Here every step stays on the device: the
-greedy token is chosen there, the hygiene (repetition penalty and the n-gram ban, transformers'
-processors' arithmetic) works on the generated columns only, every step has the same shapes (a
-[B, cache length] mask, the cache position a tensor), and the loop asks the host whether every
-row has stopped once per ``CHECK_EVERY`` steps; tokens past a row's EOS are the pad token, as
-transformers writes them, and the caller trims them (``generation.trim``).
-
-Prompts are input embeddings (soft-token prompts); the step is ``model.forward`` compiled by
-torch (``mode="reduce-overhead"``: CUDA graphs) on CUDA, eager elsewhere. The static KV cache
-is kept between calls of one shape (:func:`cache`): the step's CUDA graph was recorded with the
-cache's addresses, and a cache at new addresses makes torch record it again.
+At batch 1 transformers' loop is bound by the host (bench/results/bridge_speed_h100.md): here
+every step stays on the device with the same shapes, and the host checks for the rows' stop once
+per :data:`CHECK_EVERY` steps.
 """
 
 from __future__ import annotations
@@ -44,13 +34,9 @@ def _step_fn(model):
 
 
 def cache(model, rows: int, cache_len: int):
-    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed (transformers'
-    ``StaticCache.reset``). One is kept per model, for the last shape asked, because torch's
-    CUDA graphs of the compiled step read the cache where it was when they were recorded: a new
-    cache (transformers' ``generate`` allocates one each call) that the allocator places
-    elsewhere, after other work in between, has torch synchronise and record the step's graph
-    again inside the call: 21-35 ms of a 1.4 s call at batch 64 on an H100
-    (bench/results/bridge_speed_h100.md, section 9). :func:`release` frees it."""
+    """``model``'s static KV cache of ``rows`` x ``cache_len`` slots, zeroed, kept for the last
+    shape: the compiled step's CUDA graphs read it where it was when they were recorded
+    (bench/results/bridge_speed_h100.md, section 9)."""
     from transformers import StaticCache
 
     shape = (rows, cache_len, model.dtype, model.device)
@@ -65,16 +51,13 @@ def cache(model, rows: int, cache_len: int):
 
 
 def release(model) -> None:
-    """Free ``model``'s kept KV cache (:func:`cache`), e.g. before training resumes after an
-    evaluation; the next decode allocates one again."""
+    """Free ``model``'s kept KV cache (:func:`cache`)."""
     _CACHES.pop(model, None)
 
 
 def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: float) -> torch.Tensor:
     """transformers' RepetitionPenaltyLogitsProcessor, in place, over the ``t`` tokens generated so
-    far (of the [B, max_new] ``tokens``): its own gather, ``where`` and scatter of those columns,
-    so a step touches t columns of a row, not all V (at batch 64 a dense pass over [B, V] moved
-    ~0.4 GB a step)."""
+    far: a gather and scatter of those columns, not a dense pass over [B, V]."""
     if t == 0:
         return scores
     seen = tokens[:, :t]
@@ -84,10 +67,8 @@ def _repetition(scores: torch.Tensor, tokens: torch.Tensor, t: int, penalty: flo
 
 
 def ngram_followers(tokens: torch.Tensor, t: int, n: int):
-    """(next, match) over the ``t`` tokens generated so far (of the [B, max_new] ``tokens``):
-    ``next`` [B, t - n + 1] the token after each n-1 tokens, ``match`` whether those n-1 tokens
-    are the last n-1, so ``next`` would repeat an n-gram (transformers' NoRepeatNGram rule);
-    None before the first whole n-gram."""
+    """(the token after each n-1 of the ``t`` generated so far, whether those are the last n-1:
+    it would repeat an n-gram); None before the first whole n-gram."""
     if t + 1 < n:
         return None
     seq = tokens[:, :t]
@@ -100,11 +81,9 @@ def ngram_followers(tokens: torch.Tensor, t: int, n: int):
 
 
 def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
-    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so far
-    (of the [B, max_new] ``tokens``): a token that would repeat an n-gram of them is -inf. The
-    ban is a scatter of min(score, -inf) at the banned tokens and min(score, +inf) elsewhere, so
-    a token that follows several n-grams, banned by one and not another, is banned whatever order
-    the scatter takes them in."""
+    """transformers' NoRepeatNGramLogitsProcessor, in place, over the ``t`` tokens generated so
+    far. A scatter of min(score, -inf) at banned tokens and min(score, +inf) elsewhere, so a token
+    banned by one n-gram and not another is banned whatever order the scatter takes."""
     followers = ngram_followers(tokens, t, n)
     if followers is None:
         return scores
@@ -115,9 +94,8 @@ def _ngram_ban(scores, tokens: torch.Tensor, t: int, n: int) -> torch.Tensor:
 
 @torch.no_grad()
 def prefill(model, embeds, mask, steps: int, cache_len: int):
-    """The prompts' forward before ``steps`` decode steps: (the kept KV cache (:func:`cache`),
-    the [B, cache length] attention mask with the prompts' columns set, the prompts' position
-    ids, the last position's logits as an fp32 copy)."""
+    """The prompts' forward before ``steps`` decode steps: (the KV cache, the [B, cache length]
+    mask, the prompts' position ids, the last position's logits as an fp32 copy)."""
     b, width = mask.shape
     dev = embeds.device
     cache_len = max(cache_len, width + steps)
@@ -139,10 +117,8 @@ def prefill(model, embeds, mask, steps: int, cache_len: int):
 
 @torch.no_grad()
 def greedy(model, embeds, mask, dec, cache_len: int, hygiene: dict | None) -> torch.Tensor:
-    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings
-    ``embeds`` [B, T, d] with ``mask`` [B, T]: the tokens of transformers' greedy ``generate``
-    with a static cache of ``cache_len`` and ``hygiene`` (``repetition_penalty`` and
-    ``no_repeat_ngram_size``, or None), pad after each row's EOS."""
+    """New tokens [B, N] (N <= ``dec.max_new_tokens``) of the left-padded prompt embeddings: the
+    tokens of transformers' greedy ``generate`` with ``hygiene`` (or None), pad after EOS."""
     b, width = mask.shape
     dev, steps = embeds.device, dec.max_new_tokens
     # the logits are a copy: the hygiene writes in place

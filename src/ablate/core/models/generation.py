@@ -1,39 +1,11 @@
 """The one generation engine: batched greedy decoding of many prompts through transformers' generate.
 
-Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings
-``[T, d]``; :func:`generate` returns each prompt's new token ids, up to and including its first
-EOS, in the callers' order.
-
-- **Length bucketing**: prompts are sorted by length (stably: equal lengths keep their order),
-  cut into batches of ``batch_size``, left-padded, and the results put back in order. On the
-  CPU a batch holds one length only (:func:`exact_lengths`): left padding moves
-  attention's float rounding by an ulp, which flips near-ties of greedy decoding; batches of
-  equal length decode exactly the tokens each prompt gets alone
-  (tests/core/models/test_generation.py).
-- **Left padding**: transformers derives the position ids from the attention mask (cumsum - 1),
-  so a padded row's real tokens sit at the same positions as alone; padded keys are masked.
-- **Repetition penalty on padded embedding rows**: transformers exempts a padded row's first
-  generated tokens from it; :func:`embeds_repetition_penalty` works around that, so a row decodes
-  the same in any batch.
-- **Stopping**: a row stops at its EOS (generate pads it afterwards), a batch when all rows have.
-- **Cache**: on CUDA, for batches up to ``STATIC_MAX_BATCH`` rows, a static KV cache:
-  transformers then compiles the decode step (``GenerationMixin._valid_auto_compile_criteria``:
-  a compileable cache on a CUDA device; the prefill stays eager, so prompts of any length share
-  one graph). The cache is sized once for the longest prompt of the call (``max_cache_len``) and
-  every batch of a call is filled to the same number of rows (the last one with copies of its
-  last row, dropped after), so the graph is compiled once per (batch, cache length), not per
-  batch. The engine's own loop keeps the cache between calls of one shape, so the step's CUDA
-  graph is not recorded again for each call (:func:`release` frees it). The compiled step
-  attends with the query heads packed onto the grouped KV heads (``DECODE_ATTENTION``), not
-  over copies of the cache. Larger GPU batches (unmeasured) and the
-  CPU: the eager loop with a dynamic cache (on CPU compiling costs more than it saves).
-- **The head's input** (CUDA): made contiguous before the lm_head (:func:`contiguous_head`, an
-  upstream workaround), so a frozen model's last-token logits are one mm, not a bmm over copies
-  of its weight.
-
-transformers' own ``generate`` is used rather than a home-made loop: it is what the study ran
-before (the same greedy step, the same hygiene processors, token for token), and it already
-owns the static cache and the compiled step.
+Knows no study. A prompt is a 1-D tensor of token ids or a 2-D tensor of input embeddings; each
+prompt's new tokens come back up to its first EOS, in the callers' order. Prompts are batched by
+length and left-padded; on the CPU a batch holds one length only: left padding moves attention's
+rounding by an ulp, which flips near-ties of greedy decoding. On CUDA, up to
+:data:`STATIC_MAX_BATCH` rows, a static KV cache and batches of one row count, so the decode step
+compiles once per shape. transformers' ``generate`` is what the study ran before, token for token.
 """
 
 from __future__ import annotations
@@ -50,11 +22,8 @@ from ablate.upstream import hf, pytorch
 
 #: The seed's generation hygiene: repetition penalty and an n-gram ban over the generated tokens.
 _HYGIENE = {"repetition_penalty": 1.1, "no_repeat_ngram_size": 3}
-#: Compiled decode steps torch keeps per function: one per (batch, cache length). Past its
-#: default (8) torch runs the step uncompiled, without an error; a job decodes a few shapes per
-#: model (batched, batch 1, the baselines' cache lengths), a benchmark sweep more. On one H100,
-#: batch 64 ran at 2,215 tok/s after four other shapes in one process and 3,337 in a fresh one
-#: (bench/results/generate_h100.md).
+#: Compiled decode steps torch keeps per function, one per (batch, cache length): past its
+#: default (8) torch runs the step uncompiled, silently (bench/results/generate_h100.md)
 RECOMPILE_LIMIT = 64
 
 
@@ -84,19 +53,14 @@ class Decoding:
         return kw
 
 
-#: The largest batch decoded with the static cache: the largest measured, where it was faster
-#: than transformers' dynamic cache at every batch from 1 on (one H100, 8B target, 128 new
-#: tokens, bench/results/bridge_speed_h100.md): 6,627 vs 2,424 new tokens/s at 128 rows, 9,276
-#: vs 4,088 at 256, 10,933 vs 7,376 at 512. (Before the decode step's attention was packed,
-#: the dynamic cache was faster from 256 rows on.)
+#: The largest batch decoded with the static cache: the largest measured, faster than the
+#: dynamic cache at every batch up to it (bench/results/bridge_speed_h100.md)
 STATIC_MAX_BATCH = 512
 
 
-#: The attention the static (compiled) decode step runs: transformers' SDPA, except that one
-#: query token of grouped key/value heads attends with the query heads packed onto the KV heads
-#: (``pack_gqa``) instead of ``repeat_kv`` copies of the whole cache. transformers packs only when
-#: not compiling; under the compiled step it copied the cache 4x (Llama-3.1-8B's 32/8 heads) each
-#: layer and step: 3 ms of a 20 ms step at batch 64 on an H100 (bench/results/bridge_speed_h100.md).
+#: The attention the compiled decode step runs: transformers' SDPA, except that one query token
+#: attends with the query heads packed onto the grouped KV heads instead of ``repeat_kv`` copies
+#: of the cache, which transformers makes when compiled (bench/results/bridge_speed_h100.md)
 DECODE_ATTENTION = "sdpa_packed_gqa"
 
 
@@ -142,18 +106,12 @@ def _contiguous_input(module, args):
     # eager only: a compiled step lays its tensors out itself, and keeps the graph it had
     if not torch.compiler.is_compiling():
         return (args[0].contiguous(), *args[1:])
-    return None
 
 
 def contiguous_head(model) -> None:
-    """Work around a transformers/torch slowdown (transformers 5.23, torch 2.11-2.13;
-    tests/core/test_upstream_transformers.py shows it): given ``logits_to_keep``, a causal LM
-    passes its head ``hidden[:, -k:, :]``, a non-contiguous view for a batch of rows, and
-    torch's matmul folds such a view into one matrix only when the weight requires a gradient.
-    A frozen model's head then runs as a bmm over B stride-0 copies of its weight: at a prefill of
-    64 prompts on an H100, 23 ms reading Llama-3.1-8B's 1 GB head 64 times
-    (bench/results/bridge_speed_h100.md, section 8). A forward pre-hook makes the input
-    contiguous: one mm. Only on CUDA, where the bridge decodes; the CPU's embedded items keep
+    """Work around a transformers/torch slowdown (tests/core/test_upstream_transformers.py): a
+    frozen head given a non-contiguous view runs as a bmm over B copies of its weight
+    (bench/results/bridge_speed_h100.md, section 8). Only on CUDA: the CPU's embedded items keep
     their kernels (and so their tokens)."""
     head = model.get_output_embeddings()
     if head is None or model.device.type != "cuda":
@@ -163,8 +121,7 @@ def contiguous_head(model) -> None:
 
 
 def release(model) -> None:
-    """Free the KV cache the engine keeps for ``model`` between calls (an evaluation inside a
-    training loop gives its memory back to the training)."""
+    """Free the KV cache the engine keeps for ``model`` between calls."""
     decode_loop.release(model)
 
 
@@ -175,9 +132,7 @@ def uses_static(model, dec: Decoding) -> bool:
 
 
 def exact_lengths(model) -> bool:
-    """Batches of one prompt length on CPU (left padding changes attention's float rounding by
-    an ulp, enough to flip a near-tie of greedy decoding; see the module docstring), padded
-    batches on a GPU (throughput)."""
+    """Batches of one prompt length on CPU (module docstring), padded batches on a GPU."""
     return model.device.type != "cuda"
 
 
@@ -216,12 +171,9 @@ def trim(row: list[int], eos_token_id: int | None) -> list[int]:
 
 @torch.no_grad()
 def generate_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Decoding, **extra):
-    """New tokens [B, N] (N <= max_new_tokens) of a padded batch: embedding prompts with the
-    static cache through the engine's own loop (:mod:`ablate.core.models.decode_loop`: no host
-    synchronisation per step, 1.03-1.28x transformers' ``generate`` at batches 1-512 on an H100
-    and token-identical to it on left-padded batches, bench/results/bridge_speed_h100.md,
-    section 5), the rest through :func:`transformers_batch`; the head's input contiguous
-    (:func:`contiguous_head`) either way."""
+    """New tokens [B, N] of a padded batch: embedding prompts with the static cache through
+    :mod:`.decode_loop` (token-identical, faster: bench/results/bridge_speed_h100.md, section
+    5), the rest through :func:`transformers_batch`."""
     if batch.dim() == 3 and "max_cache_len" in extra:
         contiguous_head(model)
         hygiene = _HYGIENE if dec.hygiene else None
@@ -243,12 +195,9 @@ def transformers_batch(model, batch: torch.Tensor, mask: torch.Tensor, dec: Deco
 
 
 def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Work around a transformers bug (5.23; tests/core/test_upstream_transformers.py shows it):
-    ``generate`` builds its repetition penalty with ``prompt_ignore_length`` = each row's count
-    of left-padding positions, read from the attention mask, and applies it to the ids it has;
-    given embeddings those are the generated tokens only, so a row's first k generated tokens
-    escape the penalty when the batch padded it by k. The same row then decodes otherwise
-    alone than in a padded batch. The processor is passed here without that length instead."""
+    """Work around a transformers bug (tests/core/test_upstream_transformers.py shows it): given
+    embeddings, ``generate``'s repetition penalty skips a row's first k generated tokens when the
+    batch left-padded it by k. The processor is passed here without that length instead."""
     penalty = kwargs.get("repetition_penalty")
     if penalty is None or penalty == 1.0:
         return kwargs
@@ -262,9 +211,8 @@ def embeds_repetition_penalty(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 def batches(model, prompts: list[torch.Tensor], dec: Decoding):
-    """The engine's batches of ``prompts`` (on the model's device): ``(indices, batch, mask,
-    extra)``, ``extra`` the kwargs of the static cache where :func:`uses_static` (the model then
-    set up for it), each batch left-padded, of one length where :func:`exact_lengths`."""
+    """The engine's batches of ``prompts``: ``(indices, batch, mask, extra)``, ``extra`` the
+    static cache's kwargs where :func:`uses_static`."""
     dev = model.device
     prompts = [p.to(dev) for p in prompts]
     extra: dict[str, Any] = {}
@@ -285,8 +233,6 @@ def generate(model, prompts: list[torch.Tensor], dec: Decoding) -> list[list[int
     out: list[list[int] | None] = [None] * len(prompts)
     if not prompts:
         return []
-    # the static path keeps a compiled step per shape: torch's default limit of 8 would send the
-    # rest to eager; raised while this decodes, restored after
     static = uses_static(model, dec)
     limit = (
         pytorch.recompile_limit_at_least(RECOMPILE_LIMIT) if static else contextlib.nullcontext()

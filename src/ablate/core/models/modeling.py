@@ -1,10 +1,8 @@
 """Loading models and tokenizers: the one model loader, attention backends checked per device.
 
-The mask study's model, mistralai/Ministral-3-3B-Instruct-2512, is a vision-language checkpoint
-(``Mistral3ForConditionalGeneration`` around a ``ministral3`` text model): AutoModelForCausalLM
-refuses its config. Every stage of this pipeline is text-only, so :func:`load_causal_lm` loads such
-a checkpoint and returns the equivalent ``*ForCausalLM`` (text weights and lm_head; the vision
-tower is dropped). Plain causal-LM checkpoints load directly.
+Mistral's Ministral-3 checkpoints are vision-language models, which AutoModelForCausalLM refuses;
+every stage here is text-only, so :func:`load_causal_lm` returns the equivalent ``*ForCausalLM``
+(the vision tower dropped).
 """
 
 from __future__ import annotations
@@ -37,13 +35,9 @@ def register_attention(attn_implementation: str) -> None:
 
 
 def check_attention_device(attn_implementation: str, device: str | torch.device) -> None:
-    """Refuse an attention implementation on a device where torch runs it wrong.
-
-    The one place of the CPU ``flex_attention`` workaround: torch's CPU flex_attention has no
-    backward, and gave wrong logits at some sequence lengths. The torch behaviour
-    behind the guard is pinned by tests/core/test_upstream_torch.py, which fails once torch changes
-    it: then this guard can go.
-    """
+    """Refuse an attention implementation on a device where torch runs it wrong (CPU
+    flex_attention; tests/core/test_upstream_torch.py fails once torch fixes it: then this
+    guard can go)."""
     if attn_implementation == "flex_attention" and torch.device(device).type == "cpu":
         raise ModelLoadError(
             "attn_implementation: flex_attention is refused on CPU: torch's CPU flex_attention "
@@ -97,16 +91,9 @@ def load_causal_lm(
     config_check: Callable[[Any, str], None] | None = None,
 ):
     """Load a causal LM (or the text half of a Mistral3 VLM) from a local dir or hub id.
-
-    Local checkpoints written by this pipeline carry a hash manifest; ``verify`` checks it first
-    (``checkpoint_integrity.check_before_load``) so a truncated, altered or uncompleted checkpoint fails
-    here, not as garbage scores later. ``attn_implementation`` may be a study's
-    (:func:`register_attention`); one known wrong on the target device (``device``, else CUDA when
-    available) is refused before loading. ``config_check(config, attn_implementation)`` sees the
-    model's config (a local folder's config.json as a dict, else the transformers config) before
-    any weight file is read, and raises to refuse the model (a study's check, e.g. one that
-    refuses an architecture family its tests have not proven).
-    """
+    ``verify``: a local checkpoint's hash manifest is checked, so a damaged one fails here.
+    ``config_check(config, attn_implementation)`` sees the config (a local folder's as a dict)
+    before any weight file is read, and raises to refuse the model."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     if isinstance(dtype, str):
@@ -165,8 +152,8 @@ def _is_accelerator(device: str | torch.device | None) -> bool:
 
 
 def _device_index(device: str | torch.device) -> int | str:
-    """A CUDA device as its index, so the model's ``hf_device_map`` names one device
-    (``"cuda"`` and ``cuda:0`` would read as two: a model-parallel model to transformers)."""
+    """A CUDA device as its index: ``"cuda"`` and ``cuda:0`` would read as two devices to
+    transformers (a model-parallel model)."""
     d = torch.device(device)
     if d.type == "cuda":
         return torch.cuda.current_device() if d.index is None else d.index
@@ -195,8 +182,7 @@ def verify_loadable(model, path: str | os.PathLike) -> None:
 
 
 def _tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
-    """The names of each of ``state_dict``'s tensors (a model's, in its order): one name, or
-    several for tied weights (one memory under several names, which safetensors stores once)."""
+    """The names of each of ``state_dict``'s tensors: several for tied weights."""
     memory: dict[Any, list[str]] = {}
     for name, t in state_dict.items():
         ptr = t.untyped_storage().data_ptr() if t.numel() else 0
@@ -205,18 +191,16 @@ def _tensor_names(state_dict: dict[str, torch.Tensor]) -> list[list[str]]:
 
 
 def unheld_tensors(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[str]:
-    """The names of ``state_dict``'s tensors (a model's, in its order) that a weights file holding
-    the tensors ``held`` leaves unset: tied weights (:func:`_tensor_names`) are set when one of
-    their names is held."""
+    """The names of ``state_dict``'s tensors that a weights file holding ``held`` leaves unset
+    (tied weights are set by any of their names)."""
     held = set(held)
     unheld = {n for names in _tensor_names(state_dict) if held.isdisjoint(names) for n in names}
     return [name for name in state_dict if name in unheld]
 
 
 def held_twice(state_dict: dict[str, torch.Tensor], held: Iterable[str]) -> list[list[str]]:
-    """The names of each tied tensor of ``state_dict`` (:func:`_tensor_names`) that a weights file
-    holding ``held`` holds under more than one: two values for one tensor (safetensors'
-    ``load_model`` loads both, then refuses the second name)."""
+    """The names of each tied tensor of ``state_dict`` that a weights file holding ``held`` holds
+    under more than one (two values for one tensor)."""
     held = set(held)
     return [
         both

@@ -1,31 +1,16 @@
 """HF Adafactor's update as torch.compile'd functions, one call per group of like parameters.
 
-``transformers.optimization.Adafactor`` runs a Python loop per parameter of ~10 full-tensor fp32
-passes (grad**2 + eps, row/col means, the rsqrt outer product, the update's RMS, the clamp, lr,
-weight decay, the add), and, not being a fused optimizer, needs the loop's gradient clip as a
-separate in-place pass over every fp32 gradient. With few tokens per optimizer step (the packed
-seed finetune: 3.3k) that fixed cost dominates the step. :class:`FusedAdafactor` computes the same
-update for the options ``optim: adafactor`` sets (:func:`~.optim.optimizer_class`: external lr, beta1 None, no
-parameter scaling) with inductor fusing the passes, and takes the clip factor as the AMP
-``grad_scale`` divisor like torch's fused optimizers (``MasterWeightsOptimizer.clip_``). Its state
-has HF's layout (``step``, ``exp_avg_sq_row``/``exp_avg_sq_col`` or ``exp_avg_sq``, ``RMS``), so
-either optimizer loads the other's state dict; ``RMS`` (the weights' RMS, which HF records every
-step but reads only with ``scale_parameter``, off here) is kept, not recomputed: a read of every
-master saved per step, and HF's loop recomputes it before any use. Equivalence:
-tests/core/training/test_adafactor.py.
-
-A sharded parameter (a DTensor of :mod:`~ablate.core.training.sharding`, dim 0 split over the
-processes) steps its local shard, compiled on a GPU: the statistics that span dim 0 (a matrix's
-column means, the mean of its row statistics, the update's RMS) are summed across the shard group,
-every parameter's in one all-reduce per phase (two a step), so every process computes the
-unsharded update of its rows (tests/core/test_sharded_recipe.py, tests/core/test_step_collectives.py).
-Its state is sharded like it (DTensors: a row statistic or second moment Shard(0), a matrix's
-column statistics replicated), so torch.distributed.checkpoint saves every process's rows
-(:func:`~ablate.core.training.sharding.save_checkpoint`).
+HF's loop runs ~10 fp32 passes per parameter plus the clip's: with few tokens per step that fixed
+cost dominates. :class:`FusedAdafactor` computes the same update (``optim: adafactor``'s options)
+fused, the clip factor taken as the AMP ``grad_scale`` divisor; its state has HF's layout, so
+either loads the other's (tests/core/training/test_adafactor.py). A parameter sharded on dim 0
+(FSDP2) steps its local rows, the statistics that span dim 0 summed over the shards, so every
+process computes the unsharded update of its rows.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from typing import NamedTuple
@@ -44,8 +29,7 @@ def _rms(t: torch.Tensor) -> torch.Tensor:
 
 def _finish(p, update, scal, clip_threshold: float, mirror) -> None:
     """HF's tail: the update clipped to RMS ``clip_threshold``, times lr; weight decay; the add.
-    ``mirror``: the model's 16-bit weight, written in the same kernel (else a separate copy pass
-    re-reads the fp32 master)."""
+    ``mirror``: the model's 16-bit weight, written in the same kernel."""
     lr, weight_decay = scal[0], scal[2]
     update = update / (_rms(update) / clip_threshold).clamp(min=1.0) * lr
     new = p + p * (-weight_decay * lr) - update
@@ -55,8 +39,7 @@ def _finish(p, update, scal, clip_threshold: float, mirror) -> None:
 
 
 def _factored(p, grad, row, col, scal, scale, eps: float, clip_threshold: float, mirror) -> None:
-    """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay); ``grad``
-    fp32 or the model's 16-bit one (cast in the kernels that read it)."""
+    """One step of a >= 2-D parameter in place; ``scal`` = (lr, beta2t, weight_decay)."""
     beta2t = scal[1]
     grad = grad.float() / scale
     sq = grad * grad + eps
@@ -76,8 +59,8 @@ def _unfactored(p, grad, sq_avg, scal, scale, eps: float, clip_threshold: float,
 
 
 def _factored_many(ps, grads, rows, cols, mirrors, scal, scale, eps: float, clip: float):
-    """:func:`_factored` for parameters of one shape, as one compiled call: a call per parameter
-    cost ~0.4 ms of host time (guards, wrappers), which left the GPU idle at 236 parameters."""
+    """:func:`_factored` for parameters of one shape, as one compiled call (a call per parameter
+    costs host time that left the GPU idle)."""
     for i in range(len(ps)):
         _factored(ps[i], grads[i], rows[i], cols[i], scal, scale, eps, clip, mirrors[i])
 
@@ -88,11 +71,8 @@ def _unfactored_many(ps, grads, sq_avgs, mirrors, scal, scale, eps: float, clip:
 
 
 def shard_sums(partials: list[torch.Tensor], group) -> list[torch.Tensor]:
-    """Each of ``partials`` (this shard's part of a statistic over the sharded dim) summed over
-    every shard of ``group``: one all-reduce of them all, flattened, so a step of N sharded
-    parameters costs one collective here, not one per statistic. (tests/core/launch_hooks.py
-    replaces it with this shard's own parts, and tests/core/test_sharded_recipe.py shows the
-    1/2/4-process comparison catches the difference.)"""
+    """Each of ``partials`` summed over every shard of ``group``, in one all-reduce of them all
+    (tests/core/launch_hooks.py replaces it to show the sharded tests catch a missing sum)."""
     if not partials:
         return []
     flat = torch.cat([t.reshape(-1) for t in partials])
@@ -100,18 +80,12 @@ def shard_sums(partials: list[torch.Tensor], group) -> list[torch.Tensor]:
     return [t.view_as(part) for t, part in zip(flat.split([t.numel() for t in partials]), partials)]
 
 
-# A parameter sharded on dim 0 (FSDP2) steps its local rows in three phases, each one compiled
-# call per group of like shards, with one all-reduce between them: (1) the row statistics, which
-# are per row, and this shard's part of the column means and of the mean row statistic; (2) the
-# column statistics from the summed means, and this shard's part of each update's sum of squares;
-# (3) the update (recomputed: keeping every update between phases would hold a second fp32 copy
-# of the shards), clipped to the global RMS, applied. ``scal`` = (lr, beta2t, weight_decay).
+# A shard steps in three phases with one all-reduce between them (:meth:`_step_shards`); the
+# update is recomputed in the last: keeping it would hold a second fp32 copy of the shards.
 
 
 class _Shard(NamedTuple):
-    """One sharded parameter's step inputs, local: its rows ``w``, their gradient ``g``, its
-    state's local tensors; ``scal`` (device), ``eps``, ``clip`` and the parameter's whole
-    ``shape`` (the means and the RMS divide by it) are constants of a compiled call."""
+    """One sharded parameter's local step inputs; ``shape`` is the whole parameter's."""
 
     w: torch.Tensor
     g: torch.Tensor
@@ -197,16 +171,14 @@ _EAGER = {
     "vector_sumsq": _vector_sumsq_many,
     "vector_apply": _vector_apply_many,
 }
-# compiled once per process and shared, by (name, dynamic); each call length (and dtype) compiles
-# once
+# compiled once per process, by (name, dynamic)
 _compiled: dict[tuple[str, bool | None], object] = {}
 _RECOMPILE_LIMIT = 64
 
 
 def _run(name: str, dynamic: bool | None, *args):
-    """The compiled step; where torch.compile fails on a host (a compiler or Triton problem,
-    raised before the step writes anything), the same function eagerly from then on, with one
-    warning: slower, never a lost run."""
+    """The compiled step; where torch.compile fails on a host (raised before the step writes
+    anything), the same function eagerly from then on, with one warning."""
     key = (name, dynamic)
     if key not in _compiled:
         _compiled[key] = torch.compile(_EAGER[name], fullgraph=True, dynamic=dynamic)
@@ -228,22 +200,9 @@ def _run(name: str, dynamic: bool | None, *args):
 @pytorch.takes_grad_scale_class  # MasterWeightsOptimizer.clip_ hands the clip as grad_scale
 class FusedAdafactor(Adafactor):
     """``Adafactor(scale_parameter=False, relative_step=False, warmup_init=False, beta1=None)``
-    (``optim: adafactor``) with a fused, grouped step; fp32 parameters only
-    (it runs on :class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s masters, or on the
-    fp32 shards of a sharded model).
-
-    Two inputs besides ``p.grad`` let the masters' optimizer skip passes over 3.4 B fp32 values:
-    ``grads`` (parameter -> gradient, which may be the model's 16-bit one: a parameter without
-    ``.grad`` takes its gradient from here) and ``mirrors`` (parameter -> the 16-bit model weight
-    its new value is also written to).
-
-    ``group_size``: parameters of one shape per compiled call at most; ``dynamic``: torch.compile's
-    ``dynamic`` for those calls. The defaults, 4 and dynamic shapes: one graph per call length
-    (Ministral-3-3B: 4, 2 and 1), whatever the shapes; a graph of n copies compiles ~n times
-    longer. On an H100 (bench/results/bench_optimizer_h100.md, bench/bench_optimizer.py) 4 +
-    dynamic stepped 3.4 B masters in 45.8 ms and compiled in 42 s (10 s from the inductor cache);
-    13 + static: 50 ms, 81 s; one call per parameter: 99 ms (host-bound: ~0.4 ms of guards and
-    wrappers per call), 22 s."""
+    with a fused, grouped step; fp32 parameters only. ``grads`` (gradients of parameters without
+    ``.grad``) and ``mirrors`` (16-bit weights also written) save passes over the masters; the
+    defaults of ``group_size`` and ``dynamic``: bench/results/bench_optimizer_h100.md."""
 
     takes_low_precision_grads = True  # and its gradients as ``grads``, uncast
 
@@ -261,7 +220,7 @@ class FusedAdafactor(Adafactor):
 
     @staticmethod
     def supports(kwargs: dict) -> bool:
-        """Whether these Adafactor kwargs are ones this class computes exactly."""
+        """Whether this class computes these Adafactor kwargs exactly."""
         return (
             not kwargs.get("relative_step", True)
             and not kwargs.get("scale_parameter", True)
@@ -290,7 +249,7 @@ class FusedAdafactor(Adafactor):
     @staticmethod
     def _init_sharded_state(p: DTensor, state: dict) -> None:
         """The state of a parameter sharded on dim 0, as DTensors sharded like it (a loaded one
-        is ready: ``Optimizer.load_state_dict`` keeps the DTensors of the checkpoint's layout)."""
+        is ready)."""
         if state:
             return
         mesh, w = p.device_mesh, p.to_local()
@@ -360,10 +319,8 @@ class FusedAdafactor(Adafactor):
         return loss
 
     def _step_shards(self, shards: list[tuple], grad_scale) -> None:
-        """The step of every parameter sharded on dim 0: the three phases above, each a compiled
-        call per group of like shards, with the cross-shard sums of all the parameters in one
-        all-reduce per phase (two a step). Every process lists the partial sums in parameter
-        order; their sizes (a matrix's columns, one per sum) are the same on every process."""
+        """The step of every parameter sharded on dim 0: each phase's cross-shard sums of all of
+        them in one all-reduce, listed in parameter order on every process."""
         groups = {p.device_mesh.get_group() for p, *_ in shards}
         if len(groups) != 1:
             raise RuntimeError("FusedAdafactor steps parameters sharded over one process group")
@@ -388,12 +345,10 @@ class FusedAdafactor(Adafactor):
             return _run(name, self.dynamic, *args, scale)
 
         ws, gs = [sh.w for sh in local], [sh.g for sh in local]
-        rows, cols = (
-            [sh.state.get("exp_avg_sq_row") for sh in local],
-            [sh.state.get("exp_avg_sq_col") for sh in local],
-        )
+        rows = [sh.state.get("exp_avg_sq_row") for sh in local]
+        cols = [sh.state.get("exp_avg_sq_col") for sh in local]
         sq_avgs = [sh.state.get("exp_avg_sq") for sh in local]
-        # (1) every matrix's column-mean and mean-row parts, summed over the shards at once
+        # (1) the row statistics; this shard's part of the column means and of the mean row
         matrices = [i for i in range(len(local)) if local[i].matrix]
         parts: dict[int, list] = {}
         for first, idx in calls:
@@ -404,7 +359,7 @@ class FusedAdafactor(Adafactor):
         col_means, row_means = [None] * len(local), [None] * len(local)
         for k, i in enumerate(matrices):
             col_means[i], row_means[i] = summed[2 * k], summed[2 * k + 1]
-        # (2) each update's sum of squares over this shard, summed over the shards at once
+        # (2) the column statistics; this shard's part of each update's sum of squares
         sumsqs: list = [None] * len(local)
         for first, idx in calls:
             if local[first].matrix:
@@ -433,19 +388,15 @@ class FusedAdafactor(Adafactor):
 
 
 def _to_device(values: list[float], device: torch.device) -> torch.Tensor:
-    """``values`` as an fp32 tensor on ``device``; to a GPU through pinned memory without a sync
-    (a pageable copy would make the host wait for the backward before it queues the step)."""
+    """``values`` as an fp32 tensor on ``device``; to a GPU through pinned memory: a pageable copy
+    would make the host wait for the backward before it queues the step."""
     host = torch.tensor(values, dtype=torch.float32)
     if device.type != "cuda":
         return host.to(device)
     return host.pin_memory().to(device, non_blocking=True)
 
 
-_ones: dict = {}
-
-
+@functools.cache
 def _one(device: torch.device) -> torch.Tensor:
-    """A cached 1.0 on ``device``: no clip pending divides by it (one compiled graph either way)."""
-    if device not in _ones:
-        _ones[device] = torch.ones((), dtype=torch.float32, device=device)
-    return _ones[device]
+    """A cached 1.0 on ``device``: the divisor when no clip is pending."""
+    return torch.ones((), dtype=torch.float32, device=device)

@@ -15,11 +15,7 @@ from ablate.core.training.params import IGNORE_INDEX, TrainingConfigError
 
 class PolicyCollator:
     """Right-pads a batch; labels are -100 on the first ``prompt_length`` tokens and on pads.
-
-    ``prompt_lengths`` travels with the batch (``remove_unused_columns=False``): a forward-kwargs
-    hook may read it (a prefix-LM mask). Pretraining examples have ``prompt_length`` 0: loss
-    everywhere.
-    """
+    ``prompt_lengths`` travels with the batch for a forward-kwargs hook (a prefix-LM mask)."""
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
         self.pad_token_id = pad_token_id

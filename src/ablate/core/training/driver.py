@@ -2,11 +2,9 @@
 same run, train (:mod:`.loop`; stop rules), restore the last good checkpoint after a non-finite
 loss, the final save, ``summary.json`` with provenance and phases.
 
-The driver of every training (:func:`drive`: the resume point, the checkpoint load, the loop, the
-non-finite outcome, the final evaluation, the outputs, the checkpoints' removal) takes the trainer
-the loop set up and the study's :class:`TrainRun`, whose ``write`` leaves its outputs: the core's
-(``final/`` and the core's summary), or, in a study's subclass that trains a small model between
-frozen ones, its own (its weights, per-item rows and summary)."""
+The study's :class:`TrainRun` writes the outputs: the core's, or, in a study's subclass that
+trains a small model between frozen ones, its own.
+"""
 
 from __future__ import annotations
 
@@ -41,18 +39,9 @@ def _curves(log_history: list[dict]) -> dict[str, list[dict]]:
 
 @dataclass(frozen=True)
 class TrainRun:
-    """One training run as :func:`drive` takes it: one object, so the summary is written from
-    the same facts on every path; a study with outputs of its own overrides :meth:`write` and
-    :meth:`record_failure`.
-
-    ``recipe``: the study's (the ``loss_vocab: corpus`` head loss is set here); ``out_dir``:
-    ``final/``, ``summary.json``, ``checkpoints/``; ``run_key`` and ``inputs`` (by content): a
-    checkpoint resumes only a run of the same ones; ``summary_extra``: the summary's study keys;
-    ``config_slice``: the job's (None: ``{**record, "params": params}``); ``phases``: the run's
-    timer, started by the caller; ``label``: the log prefix (default ``kind``); ``record``:
-    written into the summary and the final manifest (e.g. an attention policy). Set by
-    :func:`train_run`: ``tokenizer`` (saved into ``final/``) and ``rows`` (the table cut by
-    ``loss_vocab: corpus``)."""
+    """One training run as :func:`drive` takes it; a study with outputs of its own overrides
+    :meth:`write` and :meth:`record_failure`. A checkpoint resumes only a run of the same
+    ``run_key`` and ``inputs`` (by content); ``tokenizer`` and ``rows``: set by :func:`train_run`."""
 
     kind: str
     recipe: Recipe
@@ -69,7 +58,7 @@ class TrainRun:
 
     def write(self, trainer: loop.Trainer) -> dict[str, Any] | None:
         """The outputs of ``trainer``'s final weights, in every process (a save may be a
-        collective), the summary last; returns process 0's summary (the others None)."""
+        collective); returns process 0's summary (the others None)."""
         # the table whole for the save only: a checkpoint kept after it is of the cut table
         with contextlib.nullcontext() if self.rows is None else self.rows.whole():
             ckpt_info = saving.save_final(
@@ -80,12 +69,10 @@ class TrainRun:
                 extra={"kind": self.kind, **self.record, "step": trainer.state.step},
                 phases=self.phases,
             )
-        # process 0 alone writes (and computes) the summary
         return self._write(trainer, ckpt_info) if parallel.rank() == 0 else None
 
     def record_failure(self, trainer: loop.Trainer) -> Path | None:
-        """The record of a run that kept no weights (a non-finite loss before any checkpoint):
-        where it was written, or None where the study writes none."""
+        """The record of a run that kept no weights: where it was written (None: none)."""
         if parallel.rank() == 0:
             self._write(trainer, None)
         return Path(self.out_dir) / checkpoint_integrity.SUMMARY_NAME
@@ -128,8 +115,7 @@ class TrainRun:
 
 
 def _corpus_head_loss(params: TrainParams, train_dataset, eval_dataset):
-    """``loss_vocab: corpus`` (docs/training.md): the head scored over the data's own ids only;
-    every target of a block or pair, held-out ones included, is one of them."""
+    """``loss_vocab: corpus``: the head scored over the data's own ids, held-out ones included."""
     if params.loss_vocab != "corpus":
         return None
     blocks = [
@@ -142,8 +128,8 @@ def _corpus_head_loss(params: TrainParams, train_dataset, eval_dataset):
 
 
 def _cut_table(model, tokenizer, head_loss, params: TrainParams, label: str):
-    """``loss_vocab: corpus``: the tied table cut to the data's rows where it can be
-    (:mod:`ablate.core.training.vocab_rows`). Returns (the cut or None, the rows a step covers)."""
+    """``loss_vocab: corpus``: the tied table cut to the data's rows where it can be. Returns
+    (the cut or None, the rows a step covers)."""
     table = model.get_input_embeddings().weight.shape[0]
     pad = getattr(tokenizer, "pad_token_id", None)
     why = vocab_rows.why_not(model, params)
@@ -154,10 +140,8 @@ def _cut_table(model, tokenizer, head_loss, params: TrainParams, label: str):
 
 
 def _resume(trainer: loop.Trainer, ckpt: Path) -> bool:
-    """Load ``ckpt`` into ``trainer``: everything, or only the weights and the loop's state (a
-    study evaluation's with it) when a stop rule had already fired at its save step, the loop's
-    or the evaluation's (killed before the final save: training on would pass the stop).
-    Returns whether it had."""
+    """Load ``ckpt`` into ``trainer``: everything, or, when a stop rule had already fired at its
+    step (killed before the final save), only what the outputs need. Returns whether it had."""
     prior = saving.load_state(ckpt, loop.State, trainer.params.max_steps)
     prior_stop = StopRules(trainer.params).replay(prior.log_history)
     if prior_stop:
@@ -175,10 +159,8 @@ def _train(
     phases: Phases,
     watch: interrupts.InterruptWatch,
 ) -> float | None:
-    """Train on from ``trainer``'s state (resumed from ``resumed_from``), unless a stop rule had
-    already fired (``stopped``). A study's own evaluation measures a fresh start's weights first
-    (step 0: the curve's start, never a stop). Returns the training's seconds (None when nothing
-    trained)."""
+    """Train on unless a stop rule had already fired; a study's own evaluation measures a fresh
+    start's weights first. Returns the training's seconds (None when nothing trained)."""
     if stopped:
         return None
     with phases("train"):
@@ -194,8 +176,8 @@ def _train(
 
 
 def restore_last_good(trainer: loop.Trainer, stop, ckpt_dir: Path, label: str) -> bool:
-    """After a non-finite loss (the stop rules' ``stop``): load the weights of the last complete
-    checkpoint before it and name its step in ``stop``'s detail (False: there is none)."""
+    """After a non-finite loss: load the weights of the last complete checkpoint before it
+    (False: there is none)."""
     good = [
         c
         for c in checkpoint_integrity.complete_checkpoints(ckpt_dir)
@@ -214,8 +196,7 @@ def restore_last_good(trainer: loop.Trainer, stop, ckpt_dir: Path, label: str) -
 
 def _final_eval(trainer: loop.Trainer, stop: dict[str, Any], phases: Phases) -> None:
     """Evaluate the final weights unless their step was evaluated last, so the summary's last
-    evaluation belongs to them: a study's own evaluation (after a non-finite loss the weights
-    are the restored checkpoint's step's), else the eval loss (not after a non-finite loss)."""
+    evaluation belongs to them (the eval loss: not after a non-finite loss)."""
     state, evaluation = trainer.state, trainer.spec.recipe.evaluation
     nonfinite = stop["reason"] == "nonfinite"
     if evaluation is not None:
@@ -241,8 +222,7 @@ def train_run(
     eval_dataset,
     reporters: tuple = (),
 ) -> dict[str, Any]:
-    """Train ``model`` into ``run.out_dir`` (:func:`.loop.setup`, :func:`drive`); ``reporters``:
-    the loop's (TensorBoard). Returns the summary."""
+    """Train ``model`` into ``run.out_dir``; returns the summary."""
     params, out_dir, phases, kind = run.recipe.params, Path(run.out_dir), run.phases, run.kind
     label = run.label or kind
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -272,12 +252,10 @@ def train_run(
 
 
 def drive(run: TrainRun, trainer: loop.Trainer) -> dict[str, Any]:
-    """``trainer`` (:func:`.loop.setup`'s) trained to its end as ``run`` says (module
-    docstring); returns process 0's summary (the others: their rank and steps)."""
+    """``trainer`` trained to its end as ``run`` says; returns process 0's summary (the others:
+    their rank and steps)."""
     label, phases = trainer.spec.label, run.phases
-    # a run whose weights are sharded (FSDP2) checkpoints shards, any other run whole weights
-    # (sharded masters gathered: any process count resumes them): neither loads the other's, so
-    # a change between them starts fresh (N -> M sharded processes reshards)
+    # sharded and whole checkpoints do not load each other: a change between them starts fresh
     run_key = {**run.run_key, "checkpoint_layout": "sharded" if trainer.sharded else "whole"}
     resume_from, stopped = saving.resume_from(
         Path(trainer.spec.checkpoints), run_key, run.inputs, lambda ckpt: _resume(trainer, ckpt)
@@ -309,10 +287,8 @@ def _finish(run: TrainRun, trainer: loop.Trainer, watch: interrupts.InterruptWat
 
     def save_last() -> Path | None:
         # the finished training as a checkpoint, unless one is at its step (a non-finite stop's
-        # weights are an earlier checkpoint's: the rerun resumes there and stops alike). After
-        # the outputs, one process's weights may be in the save dtype (or a study's restored
-        # best): enough, as a rerun from it trains no step and writes the same outputs. A cut
-        # table is cut again (TrainRun.write): the checkpoint fits the rerun's model, cut alike
+        # weights are an earlier checkpoint's). Its weights may be in the save dtype: enough, as
+        # a rerun from it trains no step and writes the same outputs
         newest = checkpoint_integrity.newest_complete(ckpt_dir)
         if stop["reason"] != "nonfinite" and (
             newest is None or checkpoint_integrity.step_of(newest) != state.step

@@ -1,16 +1,15 @@
 """The training loop of every run: :func:`setup` builds a trainer from its :class:`Spec`,
 :func:`train` trains it, and one optimizer step is :func:`step`, read in one screen.
 
-A study plugs in its :class:`~.recipe.Recipe` (what it gives: :mod:`.recipe`), nothing else
-(the next-token recipe by default). One process trains whole weights (16-bit weights
-with fp32 masters where ``master_weights`` resolves on: :class:`~.optim.MasterWeightsOptimizer`);
-N processes shard them with FSDP2 (:mod:`.sharding`). Checkpoints: :mod:`.saving`; one run
-start to end (resume, the stop rules' outcome, the final save, the summary): :mod:`.driver`.
+A study plugs in its :class:`~.recipe.Recipe`, nothing else. One process trains whole weights
+(fp32 masters of 16-bit ones where ``master_weights`` resolves on); N processes take a
+data-parallel recipe (:data:`~.memory.RECIPES`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -33,13 +32,8 @@ from ablate.core.training.watchdog import StallWatchdog
 
 @dataclass(frozen=True)
 class Spec:
-    """What :func:`setup` builds a trainer from: where its checkpoints go (every ``save_steps``; 0:
-    none but an interrupt's), its log label, the padding id, the study's
-    :class:`~.recipe.Recipe` (with its params: the loop's are its ``loop_params``);
-    ``reporters``: objects with ``log(step, logs, tokens)``, ``begin(step)``, ``end()``
-    (TensorBoard: :func:`ablate.core.reports.tracking.reporters`).
-    ``replicated``: N processes hold whole copies of a small model, DDP averaging the gradients,
-    instead of FSDP2 shards."""
+    """What :func:`setup` builds a trainer from. ``replicated``: N processes hold whole copies of
+    a small model (DDP) instead of a data-parallel recipe."""
 
     checkpoints: Path
     label: str
@@ -51,10 +45,7 @@ class Spec:
 
 @dataclass
 class State:
-    """What a checkpoint's ``loop_state.json`` holds: the steps done, the non-pad tokens seen,
-    every logged and evaluated value, the plain values of a study's evaluation, and where each
-    segment of the training ran (one per start or resume, from its step:
-    :func:`~.saving.begin_segment`)."""
+    """What a checkpoint's ``loop_state.json`` holds."""
 
     step: int = 0
     tokens_seen: int = 0
@@ -67,8 +58,7 @@ class State:
 
 @dataclass
 class Trainer:
-    """What :func:`setup` built for one run (torchtitan's Trainer): the model (sharded when N > 1
-    processes), its optimizer and schedule, the data, the state and what the loop reports to."""
+    """What :func:`setup` built for one run (torchtitan's Trainer)."""
 
     spec: Spec
     model: torch.nn.Module
@@ -115,9 +105,8 @@ class Trainer:
 
 
 def shares(batch_size: int, grad_accum: int, world: int) -> tuple[int, int]:
-    """(examples per step, examples per micro-batch) of one of ``world`` processes, such that the
-    ``batch_size x grad_accum`` examples of a step split evenly: the accumulation split first
-    (the same micro-batches, spread over processes), else the batch."""
+    """(examples per step, examples per micro-batch) of one of ``world`` processes: the
+    accumulation split first (the same micro-batches, spread over processes), else the batch."""
     if grad_accum % world == 0:
         return batch_size * grad_accum // world, batch_size
     if batch_size % world == 0:
@@ -152,10 +141,8 @@ def setup(spec: Spec, *, model, train_dataset, eval_dataset) -> Trainer:
     model.train()
     optimizer, scheduler = spec.recipe.optimizer(model, layout=recipe, sharded=sharded)
     device_type = next(model.parameters()).device.type
-
-    def autocast():
-        on = bf16 and not sharded
-        return torch.autocast(device_type, dtype=torch.bfloat16, enabled=on)
+    on = bf16 and not sharded
+    autocast = functools.partial(torch.autocast, device_type, dtype=torch.bfloat16, enabled=on)
 
     share, micro = shares(p.batch_size, p.grad_accum, parallel.world_size())
     if len(train_dataset) == 0:
@@ -192,8 +179,7 @@ def replicate(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def step_examples(trainer: Trainer, step: int) -> list:
-    """This process's examples of optimizer step ``step`` (from 0): process r takes the r-th
-    share of the step's :meth:`~.recipe.Recipe.order`."""
+    """This process's examples of optimizer step ``step`` (from 0): the r-th share of its order."""
     data, first = trainer.train_data, parallel.rank() * trainer.share
     order = trainer.spec.recipe.order(step, len(data))
     return [data[i] for i in order[first : first + trainer.share]]
@@ -201,8 +187,7 @@ def step_examples(trainer: Trainer, step: int) -> list:
 
 def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextManager:
     """Around a micro-batch's forward and backward: the gradients of N processes are reduced
-    once per step, in the last micro-batch's backward (FSDP2's no-sync flag, DDP's ``no_sync``,
-    sharded masters' buckets as their gradients come in), not after every one."""
+    once per step, in the last micro-batch's backward."""
     if trainer.sharded:
         return sharding.accumulating(trainer.model, last=last)
     if last and isinstance(trainer.optimizer, sharded_masters.ShardedMastersOptimizer):
@@ -213,9 +198,8 @@ def accumulating(trainer: Trainer, last: bool) -> contextlib.AbstractContextMana
 
 
 def _to(batch: dict, device: torch.device) -> dict:
-    """The batch's tensors on ``device`` (a study's batch may hold other values: items). To a GPU
-    through pinned memory: a copy from pageable memory waits for the queued kernels, so the host
-    would stop queueing the step at every micro-batch."""
+    """The batch's tensors on ``device``; to a GPU through pinned memory: a copy from pageable
+    memory waits for the queued kernels."""
     pin = device.type == "cuda"
     return {
         k: (v.pin_memory() if pin else v).to(device, non_blocking=True)
@@ -227,9 +211,7 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 def step(trainer: Trainer, examples: list) -> torch.Tensor | None:
     """One optimizer step on this process's ``examples``; returns the gradient norm before
-    clipping (None when ``max_grad_norm`` is 0). The step's loss is the mean next-token loss over
-    every labelled token of the step (a study's recipe: its own mean), all processes'
-    together."""
+    clipping (None when ``max_grad_norm`` is 0)."""
     p, recipe = trainer.params, trainer.spec.recipe
     batches = recipe.micro_batches(examples, trainer.micro)
     n_items = recipe.step_items(batches)  # on the host, before any forward (no device sync)
@@ -267,9 +249,8 @@ def clip(trainer: Trainer, max_norm: float) -> torch.Tensor | None:
 
 @torch.no_grad()
 def evaluate(trainer: Trainer, watchdog: StallWatchdog | None = None) -> float:
-    """The mean next-token loss over every labelled token of the held-out examples (each process
-    takes every world-th one; all run the same number of forwards, as sharded forwards are
-    collectives)."""
+    """The mean next-token loss over every labelled token of the held-out examples (all
+    processes run the same number of forwards: sharded forwards are collectives)."""
     data, p, recipe = trainer.eval_data, trainer.params, trainer.spec.recipe
     mine = list(range(parallel.rank(), len(data), parallel.world_size()))
     size = p.eval_batch_size
@@ -302,8 +283,8 @@ def _flush_tokens(trainer: Trainer) -> None:
 
 
 def log_train(trainer: Trainer, grad_norm) -> dict[str, float]:
-    """The entry of a logging step: the mean step loss since the last one, the learning rate of
-    this step, its gradient norm; the stop rules see the loss."""
+    """The entry of a logging step: the mean step loss since the last one, the learning rate,
+    the gradient norm."""
     _flush_tokens(trainer)
     loss = parallel.sum_tensor(torch.stack(trainer.losses).mean().float())
     trainer.losses = []
@@ -319,10 +300,8 @@ def _due(step: int, every: int) -> bool:
 
 def train(trainer: Trainer, interrupt: interrupts.InterruptWatch | None = None) -> None:
     """Train from ``trainer.state.step`` to ``max_steps`` or a stop rule; checkpoints every
-    ``save_steps``, and one on an interrupt before it raises
-    :class:`~ablate.core.execution.interrupts.TrainingInterrupted`. ``interrupt``: the job's own
-    watch, installed by its driver, which holds it past the loop until its outputs are complete
-    (:meth:`~ablate.core.execution.interrupts.InterruptWatch.hold`); None: the loop's own."""
+    ``save_steps``, and one on an interrupt before it raises. ``interrupt``: the driver's watch,
+    held past the loop until the outputs are complete; None: the loop's own."""
     from ablate.core.training import saving
 
     p, state, rules, spec = trainer.params, trainer.state, trainer.stop_rules, trainer.spec

@@ -27,19 +27,14 @@ def _fast_head_ok(model) -> bool:
 
 
 def head_loss_sum(lm_head: torch.nn.Linear, hidden: torch.Tensor, targets: torch.Tensor):
-    """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss; a fused
-    linear-CE kernel with the same signature can replace it: ``recipe.Recipe.head_loss``)."""
+    """Summed CE of ``lm_head(hidden)`` against ``targets`` (the fast head's loss)."""
     return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
 
 
 def vocab_head_loss(token_ids) -> Any:
-    """A head loss whose softmax runs over ``token_ids`` only (``pretrain.loss_vocab: corpus``).
-
-    The embedded model keeps Tekken's 131072-row lm_head, but its corpus uses a few hundred ids:
-    scoring only those rows makes a CPU pretraining step ~14x faster (bench/tools/world_search.py). The
-    other rows are neither scored nor trained (:mod:`ablate.core.training.vocab_rows` then leaves
-    them out of the step too); evaluation still uses the full head. A target outside
-    ``token_ids`` is an error, not a silent skip. The loss's ``ids``: the sorted ids."""
+    """A head loss whose softmax runs over ``token_ids`` only (``loss_vocab: corpus``: the
+    embedded corpus uses a few hundred of 131072 ids); a target outside them is an error, not a
+    silent skip. The loss's ``ids``: the sorted ids."""
     ids = torch.tensor(sorted(set(int(t) for t in token_ids)), dtype=torch.long)
     on: dict = {}  # per device: the ids there
 
@@ -62,11 +57,7 @@ def vocab_head_loss(token_ids) -> Any:
 
 def share_of_mean(local_sum: torch.Tensor, global_count) -> torch.Tensor:
     """This process's share of a mean over every process's units: ``W * local_sum /
-    global_count`` (``global_count``: the units summed over the W processes). DDP and FSDP2
-    average the gradients over the processes, so the average of the W shares (and of their
-    gradients) is ``global_sum / global_count``, whatever each process's own count; on one
-    process it is the mean. The loop's step normalises its loss so, and a study's own loss
-    (``recipe.Recipe.loss``) each of its terms."""
+    global_count``, as the gradients are averaged over the W processes."""
     return local_sum * parallel.world_size() / global_count
 
 
@@ -76,8 +67,7 @@ def causal_forward_kwargs(model, batch: dict[str, torch.Tensor]) -> dict[str, to
 
 
 def _fast_head_loss(model, kw: dict, labels, keep, head_loss):
-    """(the head loss at labelled positions, their count): the decoder body, then the lm_head only
-    where a label is kept."""
+    """(the head loss at labelled positions, their count)."""
     hidden = model.get_decoder()(**kw, use_cache=False).last_hidden_state[:, :-1]
     return head_loss(model.get_output_embeddings(), hidden[keep], labels[keep]), keep.sum()
 
@@ -89,14 +79,9 @@ def loss_sum(
     *,
     head_loss=head_loss_sum,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(sum of next-token CE over labelled positions, number of labelled positions); the forward
-    runs with ``forward_kwargs(model, batch)``.
-
-    The fast head, wherever the model allows it (a plain decoder with a linear head, not wrapped
-    as DDP wraps it): the decoder body runs once and the lm_head only at positions whose shifted
-    label is not -100: with a 131k vocab and response-only SFT labels this is most of the lm_head
-    cost saved, and the result equals the model's own loss (tests/core/training/test_loss.py).
-    """
+    """(sum of next-token CE over labelled positions, their number). The fast head where the
+    model allows it: the lm_head runs only at labelled positions, equal to the model's own loss
+    (tests/core/training/test_loss.py)."""
     labels = batch["labels"][:, 1:]
     bare = getattr(model, "module", model)  # the hook reads the model's config; DDP has none
     kw = forward_kwargs(bare, batch)

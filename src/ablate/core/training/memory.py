@@ -8,12 +8,8 @@ from __future__ import annotations
 #: like the weights; Adafactor's are factored into row/column vectors: ~0).
 OPTIM_STATES = {"adamw_torch": 2, "adamw_torch_fused": 2, "adafactor": 0, "sgd": 0}
 
-#: The recipes of a run in N > 1 processes (param ``data_parallel``): ``sharded_masters``, the
-#: one-GPU recipe with the fp32 masters and the optimizer state divided over the processes
-#: (:mod:`~ablate.core.training.sharded_masters`: 16-bit weights and fp32 gradients whole on every
-#: GPU, the gradients reduce-scattered and the weights all-gathered once a step, in buckets), or
-#: ``sharded_weights``, everything divided (FSDP2, :mod:`~ablate.core.training.sharding`: the
-#: least memory, two all-gathers of each layer per micro-batch).
+#: The recipes of a run in N > 1 processes (param ``data_parallel``; docs/training.md):
+#: :mod:`~ablate.core.training.sharded_masters` or :mod:`~ablate.core.training.sharding`
 RECIPES = SHARDED_MASTERS, SHARDED_WEIGHTS = ("sharded_masters", "sharded_weights")
 #: ``data_parallel`` unset: ``sharded_masters`` while the weights, gradients and optimizer state
 #: a process then holds take at most this share of its device's memory (the rest: activations)
@@ -29,11 +25,8 @@ def data_parallel_recipe(
     optim: str,
     memory_bytes: int,
 ) -> tuple[str, str]:
-    """(the recipe of :data:`RECIPES`, why) for ``n_params`` weights over ``world`` processes,
-    each with ``memory_bytes`` of device memory: ``setting`` when set, else ``sharded_masters``
-    where it fits (:data:`MASTERS_SHARE`). It keeps per process the weights and their gathered
-    copy (``compute_bytes`` each), their fp32 gradients, and 1/``world`` of the fp32 masters and
-    ``optim``'s states."""
+    """(the recipe of :data:`RECIPES`, why) for ``n_params`` weights over ``world`` processes:
+    ``setting`` when set, else ``sharded_masters`` where it fits (:data:`MASTERS_SHARE`)."""
     gib = 2**30
     states = 4 * OPTIM_STATES.get(optim, 2)
     need = n_params * (2 * compute_bytes + 4 + (4 + states) / world)

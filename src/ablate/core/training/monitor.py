@@ -14,15 +14,13 @@ import torch
 
 from ablate.core.training.params import LoopParams
 
-#: The key of a log history entry that records a study evaluation's stop (its ``{"reason",
-#: "step", "detail"}``): the loop's rules read their stops from the logged losses, a study's own
-#: evaluation's stop is logged as itself, and a resume replays both (:meth:`StopRules.replay`).
+#: The key of a log history entry that records a study evaluation's stop (the loop's rules read
+#: theirs from the logged losses); a resume replays both (:meth:`StopRules.replay`).
 STOP = "stop"
 
 
 def check_logged_stop(entry: dict[str, Any]) -> None:
-    """A log history entry's stop (:data:`STOP`), where it has one: a stop of the entry's step
-    (what :meth:`StopRules.replay` reads); a ``TypeError`` otherwise."""
+    """A ``TypeError`` unless a log history entry's stop, where it has one, is of its step."""
     stop = entry.get(STOP)
     if STOP in entry and not (
         isinstance(stop, dict)
@@ -34,22 +32,8 @@ def check_logged_stop(entry: dict[str, Any]) -> None:
 
 
 class StopRules:
-    """Stop rules, each recorded as ``{"reason", "step", "detail"}``.
-
-    - ``no_learning``: at the first train-loss log at or after ``no_learning_steps``, the gain over
-      the first logged loss is below ``no_learning_min_gain``.
-    - ``plateau``: ``plateau_patience`` evaluations in a row without eval loss improving on the best
-      by more than ``plateau_min_delta``, once ``global_step >= plateau_min_steps``.
-    - ``nonfinite``: a non-finite train loss (every micro-batch's, read on the host only at a step
-      that logs, evaluates, saves or ends training: :meth:`nonfinite`) or eval loss. Nothing is
-      saved or evaluated after it; the caller restores the last complete checkpoint.
-
-    A study's own evaluation brings its stop rule (e.g. early stopping on an accuracy): its stop
-    is logged (:meth:`observe_evaluation`, an entry :data:`STOP`).
-
-    A resumed run rebuilds the state from its log history (:meth:`replay`), so it continues the
-    same patience counters and first loss, and a run that had stopped stays stopped.
-    """
+    """Stop rules (docs/training.md, "Stop rules"), each recorded as ``{"reason", "step",
+    "detail"}``; a resumed run rebuilds their state from its log history (:meth:`replay`)."""
 
     def __init__(self, params: LoopParams):
         self.p = params
@@ -64,7 +48,6 @@ class StopRules:
         self.bad_evals = 0
         self._micro: list[tuple[int, torch.Tensor]] = []  # (step, loss) not yet read on the host
 
-    # -- rule logic on plain numbers (unit-tested with fake logs)
     def observe_train_loss(self, step: int, loss: float) -> dict | None:
         if not math.isfinite(loss):
             return self._set("nonfinite", step, {"what": "train_loss", "value": str(loss)})
@@ -115,8 +98,7 @@ class StopRules:
         return None
 
     def observe_evaluation(self, stop: dict[str, Any] | None) -> dict[str, Any] | None:
-        """A study evaluation's stop (None: none), set as the loop's rules' stops are; returns the
-        log history's entry that records it (None: no stop)."""
+        """A study evaluation's stop (None: none); returns the log entry that records it."""
         if stop is None:
             return None
         self._set(stop["reason"], stop["step"], stop["detail"])
@@ -128,9 +110,8 @@ class StopRules:
         return self.stop
 
     def watch_micro_loss(self, step: int, loss: torch.Tensor) -> None:
-        """Each micro-batch's loss, kept on the device until a step that needs it
-        (:meth:`nonfinite`): reading it per micro-batch made the host wait for each backward
-        before it queued the optimizer step."""
+        """Each micro-batch's loss, kept on the device until :meth:`nonfinite`: reading it per
+        micro-batch made the host wait for each backward."""
         self._micro.append((step, loss.detach()))
 
     def nonfinite(self) -> dict | None:
@@ -147,8 +128,8 @@ class StopRules:
         return self._set("nonfinite", first["step"], {"what": "train_loss", **first})
 
     def nonfinite_elsewhere(self, step: int) -> dict:
-        """The stop of a data-parallel process whose own losses were finite at ``step`` while
-        another's were not (all stop at the same step)."""
+        """The stop of a process whose own losses were finite at ``step`` while another's were
+        not."""
         return self._set("nonfinite", step, {"what": "train_loss", "process": "another"})
 
     def replay(self, log_history: list[dict]) -> dict | None:
@@ -166,8 +147,7 @@ class StopRules:
 
 
 class Throughput:
-    """Pure training-step time (the step alone: no eval, no saving) and non-pad tokens since
-    training began (or resumed)."""
+    """Pure training-step time (no eval, no saving) and non-pad tokens since the (re)start."""
 
     def __init__(self):
         self.step_times: list[float] = []

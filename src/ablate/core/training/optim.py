@@ -17,9 +17,7 @@ from ablate.upstream import pytorch
 
 
 def optimizer_class(p: TrainParams) -> tuple[type[torch.optim.Optimizer], dict[str, Any]]:
-    """The class and settings of ``optim`` (the HF names the config uses, their HF defaults:
-    AdamW betas 0.9/0.999 and eps 1e-8; Adafactor with an external learning rate, no relative
-    step and no parameter scaling; plain SGD)."""
+    """The class and settings of ``optim`` (HF's names and defaults)."""
     lr, name = p.learning_rate, p.optim
     if name == "adafactor":
         return Adafactor, {"lr": lr, "scale_parameter": False, "relative_step": False}
@@ -34,9 +32,8 @@ def optimizer_class(p: TrainParams) -> tuple[type[torch.optim.Optimizer], dict[s
 
 
 def decay_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """The trained parameters in two groups: matrices (embeddings, projections) decay; vectors
-    (norms, biases) do not (nanoGPT's rule; HF's by-name rule picks the same parameters in these
-    models)."""
+    """The trained parameters in two groups: matrices decay, vectors (norms, biases) do not
+    (nanoGPT's rule; HF's by-name rule picks the same parameters in these models)."""
     params = [p for p in model.parameters() if p.requires_grad]
     groups = [
         {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
@@ -49,9 +46,7 @@ def build_optimizer(
     model: torch.nn.Module, p: TrainParams, *, master_weights: bool, sharded: bool
 ) -> torch.optim.Optimizer:
     """The run's optimizer: on fp32 masters of 16-bit weights (``master_weights``), else on the
-    weights themselves (fp32 weights, or a sharded model's fp32 shards, which are its masters;
-    there Adafactor is :class:`FusedAdafactor`, whose statistics span the shards). N processes
-    of sharded masters: :func:`ablate.core.training.sharded_masters.build`."""
+    weights (a sharded model's Adafactor: :class:`FusedAdafactor`, whose statistics span shards)."""
     cls, kwargs = optimizer_class(p)
     groups = decay_groups(model, p.weight_decay)
     if sharded:
@@ -65,8 +60,7 @@ def build_optimizer(
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, p: TrainParams):
-    """The learning-rate schedule: ``lr_scheduler`` over ``max_steps``, with
-    ``ceil(warmup_ratio x max_steps)`` warm-up steps (transformers' schedule functions)."""
+    """``lr_scheduler`` over ``max_steps``, with ``ceil(warmup_ratio x max_steps)`` warm-up steps."""
     warmup = -(-p.warmup_ratio * p.max_steps // 1)
     return get_scheduler(
         p.lr_scheduler,
@@ -79,16 +73,11 @@ def build_scheduler(optimizer: torch.optim.Optimizer, p: TrainParams):
 class MasterWeightsOptimizer(torch.optim.Optimizer):
     """Any torch optimizer run on fp32 master copies of 16-bit model weights.
 
-    bf16 weights make the forward/backward 2.2x faster than bf16 autocast over fp32 weights on an
-    H200 (docs/benchmarks.md), but a bf16 weight cannot take a 2e-5 x O(1) update (its spacing near
-    0.02 is ~1e-4): the update rounds away. So the optimizer keeps fp32 masters, the backward
-    accumulates each gradient into the master's fp32 ``.grad`` (a post-accumulate hook, which also
-    frees the 16-bit grad), the inner optimizer steps the masters, and the weights are copied back.
-    Numerically this is fp32-master mixed precision; the 16-bit weights are only a cache.
-    An inner optimizer with ``takes_low_precision_grads`` and ``mirrors`` (FusedAdafactor) gets a
-    single micro-batch's gradient uncast (the sum of several in fp32, as above) and writes the
-    16-bit weights itself: the same numbers with three fewer passes over the masters' size.
-    Its state_dict carries the masters, so a resumed run continues bit-for-bit.
+    bf16 weights make the forward and backward faster (docs/benchmarks.md), but a bf16 weight
+    cannot take a 2e-5 x O(1) update (its spacing near 0.02 is ~1e-4): it rounds away. So each
+    gradient is accumulated in fp32 by a post-accumulate hook (which frees the 16-bit one), the
+    inner optimizer steps the masters and the weights are copied back: the 16-bit weights are
+    only a cache. Its state_dict carries the masters, so a resumed run continues bit for bit.
     """
 
     def __init__(self, param_groups: list[dict], inner_cls, inner_kwargs: dict):
@@ -96,9 +85,8 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         self.master_params: list[torch.Tensor] = []
         self._hooks = []
         self._grad_scale: torch.Tensor | None = None  # a clip factor for the fused step (clip_)
-        # an inner optimizer that takes 16-bit gradients (FusedAdafactor) gets a micro-batch's
-        # gradient uncast, as a ``grads`` entry (a tensor's .grad must have its dtype): with one
-        # micro-batch per step, no fp32 copy is written and its reads move half the bytes
+        # an inner optimizer that takes 16-bit gradients gets a single micro-batch's uncast, as a
+        # ``grads`` entry (a tensor's .grad must have its dtype): no fp32 copy is written
         self._low = getattr(inner_cls, "takes_low_precision_grads", False)
         self._grads: list[torch.Tensor | None] = []
         master_groups = []
@@ -121,7 +109,7 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
 
     def _wrap(self, inner: torch.optim.Optimizer, targets: list[torch.Tensor]) -> None:
         """``inner`` steps the masters and writes their 16-bit values into ``targets`` where it
-        can (FusedAdafactor's mirrors; else :meth:`step` copies them back)."""
+        can (else :meth:`step` copies them back)."""
         self.inner = inner
         mirrors = getattr(inner, "mirrors", None)  # an inner that writes the 16-bit weights
         if mirrors is not None:
@@ -156,19 +144,15 @@ class MasterWeightsOptimizer(torch.optim.Optimizer):
         return accumulate
 
     def grads(self) -> list[torch.Tensor | None]:
-        """Each master's gradient: its ``.grad`` (set by hand, or by the hooks in fp32 mode) or the
-        hooks' accumulated one."""
+        """Each master's gradient: its ``.grad`` or the hooks' accumulated one."""
         return [
             m.grad if m.grad is not None else g for m, g in zip(self.master_params, self._grads)
         ]
 
     def clip_(self, max_norm: float) -> torch.Tensor:
-        """Clip the masters' gradients to ``max_norm``; returns the norm before clipping.
-
-        A fused inner optimizer (torch's fused AdamW) takes the clip factor as its AMP
-        ``grad_scale`` input and divides inside its own kernel: at 3.4 B parameters that saves a
-        read and a write of 13.7 GB of fp32 gradients per step (~9 ms on an H100,
-        bench/results/mfu_h100.md). Others get torch's own in-place clip."""
+        """Clip the masters' gradients to ``max_norm``; returns the norm before clipping. A fused
+        inner optimizer takes the clip factor as its AMP ``grad_scale`` and divides in its own
+        kernel, saving a pass over the gradients (bench/results/mfu_h100.md)."""
         grads = [g for g in self.grads() if g is not None]
         # get_total_norm's computation, in fp32 whatever the gradients' dtype
         norms = pytorch.foreach_norms(grads, dtype=torch.float32) if grads else []
@@ -237,9 +221,8 @@ def _remove_hooks(handles: list) -> None:
 
 
 def fused_inner(cls, kwargs: dict, params: list[torch.Tensor]):
-    """The masters' optimizer class: HF's Adafactor becomes :class:`FusedAdafactor` (the same
-    update, compiled per group of like parameters, the clip inside it) on CUDA; on CPU HF's own
-    loop stays (compiling costs seconds there and saves little, docs/training.md)."""
+    """The masters' optimizer class: HF's Adafactor becomes :class:`FusedAdafactor` on CUDA; on
+    CPU HF's own loop stays (compiling costs seconds there and saves little)."""
     if cls is Adafactor and FusedAdafactor.supports(kwargs) and all(p.is_cuda for p in params):
         return FusedAdafactor
     return cls

@@ -17,18 +17,15 @@ KINDS = ("finetune", "pretrain")
 
 
 def params_schema(kind: str, prefix: str = "") -> dict[str, Any]:
-    """The schema of a run's parameters, from the pipeline's config schema (its one statement of
-    keys, bounds and defaults): ``finetune_params`` or ``pretrain_params``, or a study's extension
-    of them (``prefix``: ``mask_`` reads ``mask_finetune_params``), closed: an unknown key is an
-    error."""
+    """The closed schema of ``{prefix}{kind}_params`` (e.g. ``mask_finetune_params``), from the
+    config schema."""
     if kind not in KINDS:
         raise TrainingConfigError(f"unknown kind of run {kind!r}; choose one of {', '.join(KINDS)}")
     return {**config.subschema(f"$defs/{prefix}{kind}_params"), "unevaluatedProperties": False}
 
 
 def defaults(kind: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Every parameter's default for a ``finetune`` or ``pretrain`` run (docs/training.md), or of
-    ``schema`` (a study's extension of the kind's schema)."""
+    """Every parameter's default for a ``finetune`` or ``pretrain`` run, or of ``schema``."""
     return config.defaults_of(schema or params_schema(kind))
 
 
@@ -47,11 +44,8 @@ _T = TypeVar("_T", bound="LoopParams")
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class LoopParams:
-    """The loop's and the run driver's own parameters (:mod:`.loop`, :mod:`.driver`, the stop
-    rules, checkpoints, the watchdog): what a recipe's params give the loop
-    (:attr:`~.recipe.Recipe.loop_params`). A finetune's or pretraining's are its
-    :class:`TrainParams` (a subclass: the same keys of ``$defs/finetune_params``); a study whose
-    params are its own (a small model trained between frozen ones) builds one from them."""
+    """The loop's and the run driver's own parameters: what a recipe's params give the loop
+    (:attr:`~.recipe.Recipe.loop_params`); a study whose params are its own builds one."""
 
     max_grad_norm: float
     batch_size: int
@@ -86,11 +80,10 @@ class LoopParams:
     @classmethod
     def optional(cls) -> set[str]:
         """The keys that may be absent: those with a default here (None)."""
-        return {
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in cls.NOT_KEYS and f.default is not dataclasses.MISSING
+        defaulted = {
+            f.name for f in dataclasses.fields(cls) if f.default is not dataclasses.MISSING
         }
+        return defaulted - cls.NOT_KEYS
 
     @classmethod
     def _from_checked(cls: type[_T], params: dict[str, Any]) -> _T:
@@ -103,22 +96,15 @@ class LoopParams:
         return cls(**params, unset=frozenset(cls.optional() - set(params)))
 
     def as_dict(self) -> dict[str, Any]:
-        """The plain dict it was built from (records, run keys, summaries: the same keys and
-        values as before the type)."""
+        """The plain dict it was built from (records, run keys, summaries)."""
         return {k: getattr(self, k) for k in self.keys() if k not in self.unset}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainParams(LoopParams):
     """A finetune's or pretraining's parameters, resolved and checked (built only by
-    :func:`resolve_params` or :func:`check_params`): the keys of ``$defs/finetune_params``
-    (``pretrain_params`` has the same keys, other defaults): the loop's (:class:`LoopParams`) and
-    those of the next-token recipe (:class:`~.recipe.Recipe`: its optimizer, precision, data
-    and data-parallel layout). The schema is the one statement of keys, bounds and defaults: a
-    field has no default of its own, and a key without a default there (unset: ``None``) is
-    named in :attr:`unset` so that :meth:`as_dict` gives back the very dict it was built from
-    (tests/core/training/test_params.py fails where the two disagree). A study's keys: a subclass
-    (the mask study's ``MaskParams``), so its reads are typed too."""
+    :func:`resolve_params` or :func:`check_params`). The schema is the one statement of keys,
+    bounds and defaults: a field has none of its own. A study's keys: a subclass."""
 
     learning_rate: float
     weight_decay: float
@@ -143,10 +129,8 @@ def resolve_params(
     schema: dict[str, Any] | None = None,
     cls: type[_T] = TrainParams,
 ) -> _T:
-    """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked: the one
-    merge with the defaults, where a config is parsed (the pipeline's config gets them from its
-    validation; a library command line or a benchmark calls this). An unknown key (a typo must
-    not be ignored) or a bad value is an error naming the key."""
+    """The defaults of ``kind`` (or of ``schema``) overlaid with ``params``, checked (a library
+    command line's or a benchmark's; the pipeline's config gets them from its validation)."""
     schema = schema or params_schema(kind)
     return check_params({**config.defaults_of(schema), **(params or {})}, kind, schema, cls=cls)
 
@@ -158,10 +142,8 @@ def check_params(
     optional: tuple[str, ...] = (),
     cls: type[_T] = TrainParams,
 ) -> _T:
-    """``params`` as a job takes them (resolved where the config was parsed), checked only:
-    against the schema of ``kind`` (or ``schema``), and with every key that has a default but
-    those ``optional``; returned as ``cls`` (:class:`TrainParams` or a study's subclass). Typed
-    ``params`` (a library caller's :func:`resolve_params`) are checked as their dict."""
+    """``params`` as a job takes them (resolved), checked only: against the schema of ``kind``
+    (or ``schema``), every key that has a default present but those ``optional``; as ``cls``."""
     if isinstance(params, TrainParams):
         params = params.as_dict()
     schema = schema or params_schema(kind)
@@ -188,9 +170,7 @@ def bf16_enabled(setting: Any) -> bool:
 
 def weights_dtype(name: str, bf16: Any = "auto") -> torch.dtype:
     """The dtype a ``model_dtype`` or ``save_dtype`` of ``name`` gives: ``auto`` is bfloat16 when
-    ``bf16`` is on (``auto``: a GPU with bf16) and float32 otherwise (any process count: a run
-    whose weights are sharded upcasts its shards, which are its masters). The one rule of trained
-    and frozen weights (the bridge's pair, whose params are its own)."""
+    ``bf16`` is on and float32 otherwise (the one rule of trained and frozen weights)."""
     import torch
 
     if name == "auto":
@@ -202,7 +182,6 @@ def weights_dtype(name: str, bf16: Any = "auto") -> torch.dtype:
 
 
 def model_dtype(p: TrainParams) -> torch.dtype:
-    """The weights' dtype of params ``p`` (:func:`weights_dtype`)."""
     return weights_dtype(p.model_dtype, p.bf16)
 
 

@@ -1,8 +1,8 @@
 """``pretrain``: a fresh tiny causal LM trained on a text corpus, the one pretraining of both
-studies (the mask study's embedded model, the bridge's two models). A study brings what differs:
-the model's transformers config, its tokenizer, and the run (:class:`~.driver.TrainRun`: its
-recipe with its params, keys and record); the corpus's blocks, the held-out split, the model's build
-and the training are this module's."""
+studies. A study brings the model's config, its tokenizer and the run
+(:class:`~.driver.TrainRun`); the corpus's blocks, the held-out split, the model's build and the
+training are this module's.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +25,8 @@ def random_model(
     attn_implementation: str | None = None,
     dtype: torch.dtype | None = None,
 ):
-    """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device`` (a
-    GPU builds a 7-8 B model in seconds; the host took minutes in fp32) in ``dtype`` (torch's
-    default when None) with ``attn_implementation`` (when None: the one ``config`` names, else
-    transformers' default). CPU and CUDA random streams differ, so a seed's weights do too."""
+    """A randomly initialised causal LM of ``config`` seeded by ``seed``, built on ``device``
+    (CPU and CUDA random streams differ, so a seed's weights do too)."""
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(seed)
@@ -40,8 +38,7 @@ def random_model(
 
 
 def build_model(config, params: TrainParams, device: str | torch.device):
-    """:func:`random_model` as a pretraining's ``params`` set it: their ``seed``,
-    ``model_dtype`` and ``attn_implementation``, built where it trains."""
+    """:func:`random_model` as a pretraining's ``params`` set it."""
     model = random_model(
         config, params.seed, device, params.attn_implementation, model_dtype(params)
     )
@@ -64,9 +61,8 @@ def blocks_split(tokenizer, corpus: str | os.PathLike, params: TrainParams):
 
 
 def training_device(params: TrainParams) -> str:
-    """The device a pretraining trains on, its ``attn_implementation`` checked for that device
-    (the model is built, not loaded: the loader's backend checks, applied here; a study calls
-    this before it reads anything, so a refusal comes first) and registered."""
+    """The device a pretraining trains on, its ``attn_implementation`` checked for it and
+    registered (the model is built, not loaded: the loader's checks, applied here)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     modeling.check_attention_device(params.attn_implementation, device)
     modeling.register_attention(params.attn_implementation)
@@ -74,10 +70,8 @@ def training_device(params: TrainParams) -> str:
 
 
 def pretrain(run: TrainRun, *, config, tokenizer, corpus: str | os.PathLike) -> dict[str, Any]:
-    """Pretrain a fresh model of ``config`` causally on ``corpus`` (packed blocks of
-    ``tokenizer``'s ids) as ``run`` says (:func:`~.driver.train_run`: resume, the loop, an atomic
-    ``final/``, ``summary.json``). The summary adds the block counts and the model's size to the
-    run's ``summary_extra``. Returns the summary."""
+    """Pretrain a fresh model of ``config`` on ``corpus`` as ``run`` says; returns the summary
+    (with the block counts and the model's size)."""
     p = run.recipe.params
     device = training_device(p)
     train, held_out = blocks_split(tokenizer, corpus, p)

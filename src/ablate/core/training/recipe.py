@@ -1,11 +1,6 @@
 """What a study gives the training core: one :class:`Recipe`, whose methods the loop
-(:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study: a step's
-examples and micro-batches, its share of the step's loss, its tokens, what a logging step logs
-besides the loop's, its optimizer and precision (from its own params, which give the loop its
-:class:`~.params.LoopParams`), and its :class:`Evaluation` (with the state a checkpoint
-carries). :class:`Recipe` itself is the next-token recipe; a study refines it by subclassing
-(a mask policy: its forward and packed rows; a translator between frozen models: its loss,
-data order, optimizer and evaluation).
+(:mod:`.loop`) and the run driver (:mod:`.driver`) call with no branch on the study.
+:class:`Recipe` itself is the next-token recipe; a study refines it by subclassing.
 """
 
 from __future__ import annotations
@@ -32,12 +27,11 @@ from ablate.core.training.params import (
 
 class Evaluation(Protocol):
     """A study's own evaluation instead of the held-out loss (e.g. a generative accuracy), every
-    ``eval_steps`` (and, by the run driver, at step 0 of a fresh start and of the final weights)."""
+    ``eval_steps``, at step 0 of a fresh start and of the final weights."""
 
     def __call__(self, step: int) -> dict[str, Any] | None:
-        """Evaluate at ``step``; its stop (``{"reason", "step", "detail"}``: training ends there,
-        unsaved, the stop logged for a resume to replay:
-        :meth:`~.monitor.StopRules.observe_evaluation`) or None."""
+        """Evaluate at ``step``; its stop (``{"reason", "step", "detail"}``: training ends there)
+        or None."""
 
     def last_step(self) -> int | None:
         """The step it evaluated last (None: none)."""
@@ -49,8 +43,7 @@ class Evaluation(Protocol):
         """Take back what :meth:`state` gave."""
 
     def unfit(self, tensors: Any) -> str | None:
-        """Why a checkpoint's tensors cannot be this run's (None: they fit), before anything of
-        it is loaded."""
+        """Why a checkpoint's tensors cannot be this run's (None: they fit)."""
 
 
 def count(batch: dict) -> int:
@@ -60,16 +53,8 @@ def count(batch: dict) -> int:
 
 @dataclass(eq=False)
 class Recipe:
-    """The next-token recipe of ``params`` (a finetune's or pretraining's, :class:`TrainParams`:
-    the loop's keys and the recipe's): the cross-entropy over a step's labelled tokens, each
-    process's share of the step's mean (:func:`~.loss.share_of_mean`), on ``batch_size x
-    grad_accum`` examples a step drawn from seeded permutations, with the core's optimizer
-    (:mod:`.optim`) and bf16 autocast where ``bf16`` resolves on.
-
-    ``head_loss``: the loss of the lm_head at labelled positions (``loss_vocab: corpus``: the
-    data's rows only); ``collator``: examples -> a batch with ``labels`` (evaluation batches too;
-    None: :class:`~.data.PolicyCollator` of the run's padding id, set by :func:`.loop.setup`);
-    ``evaluation``: the study's own (None: the held-out loss, :func:`.loop.evaluate`)."""
+    """The next-token recipe of ``params``. ``collator`` None: :class:`~.data.PolicyCollator` of
+    the run's padding id; ``evaluation`` None: the held-out loss."""
 
     params: TrainParams
     head_loss: Callable[..., Any] = head_loss_sum
@@ -88,8 +73,7 @@ class Recipe:
         return bf16_enabled(self.params.bf16)
 
     def data_parallel(self, model, world: int, memory_bytes: int) -> tuple[str, str]:
-        """(the layout of ``world`` > 1 processes, why): ``data_parallel``, or what fits a
-        process's ``memory_bytes`` (:func:`~.memory.data_parallel_recipe`)."""
+        """(the layout of ``world`` > 1 processes, why): :func:`~.memory.data_parallel_recipe`."""
         return data_parallel_recipe(
             self.params.data_parallel,
             n_params=sum(t.numel() for t in model.parameters()),
@@ -106,9 +90,8 @@ class Recipe:
         return [self.collator(examples[i : i + size]) for i in range(0, len(examples), size)]
 
     def order(self, step: int, n: int) -> list[int]:
-        """The indices of optimizer step ``step``'s examples (from 0), all processes': a stream
-        of epochs, each a permutation of the ``n`` examples drawn from ``seed`` and the epoch, cut
-        into steps; it depends on nothing but the step, so a resumed run trains on the same."""
+        """The indices of optimizer step ``step``'s examples, all processes': epochs of seeded
+        permutations cut into steps, so a resumed run trains on the same."""
         p = self.loop_params
         per_step = p.batch_size * p.grad_accum
         orders: dict[int, list[int]] = {}
@@ -122,8 +105,7 @@ class Recipe:
         return out
 
     def step_items(self, batches: list[dict]) -> int | None:
-        """What a micro-batch's loss is a share of: the labelled tokens of the whole step, all
-        processes', counted on the host before any forward (no device sync)."""
+        """The labelled tokens of the whole step, all processes', counted on the host."""
         return max(parallel.sum_int(sum(count(b) for b in batches)), 1)
 
     def batch_loss(self, model, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,8 +113,7 @@ class Recipe:
         return loss_sum(model, batch, self.forward_kwargs, head_loss=self.head_loss)
 
     def loss(self, model, batch: dict, step: int, n_items: int | None) -> torch.Tensor:
-        """``batch``'s part of this process's share of step ``step``'s mean loss: its summed CE
-        over the step's ``n_items`` labelled tokens (:meth:`step_items`)."""
+        """``batch``'s part of this process's share of step ``step``'s mean loss."""
         return share_of_mean(self.batch_loss(model, batch)[0], n_items)
 
     def tokens(self, batch: dict):
@@ -144,9 +125,7 @@ class Recipe:
         return {}
 
     def optimizer(self, model, *, layout: str | None, sharded: bool):
-        """(optimizer, schedule) of ``model``: the core's (:mod:`.optim`; fp32 masters where
-        ``master_weights`` resolves on; ``layout``: the data-parallel recipe of N > 1
-        processes, :data:`~.memory.RECIPES`)."""
+        """(optimizer, schedule) of ``model``; ``layout``: a data-parallel recipe or None."""
         p = self.params
         if layout == SHARDED_MASTERS:
             optimizer = sharded_masters.build(model, p)

@@ -1,11 +1,9 @@
 """Which training checkpoint a rerun resumes from: only one of the same run, by content, whose
 files match their manifest (:mod:`ablate.core.outputs.checkpoint_integrity`).
 
-"The same run" is :func:`resume_identity`: the run key (the config its caller names), the content
-of its inputs (a changed base model or data file at the same path is another run: its checkpoints
-were trained on other inputs), the code that ran (:func:`loaded_code`) and the installed
-packages. Any difference: the folder
-is removed and the run starts fresh, saying in one line what changed (:func:`prepare_resume`).
+"The same run" (:func:`resume_identity`) includes the content of its inputs and the code it
+imported: a changed base model or data file at the same path is another run. Any difference: the
+folder is removed and the run starts fresh, saying in one line what changed.
 """
 
 from __future__ import annotations
@@ -21,9 +19,8 @@ from ablate.core.outputs import checkpoint_integrity, io, provenance
 
 
 def loaded_code() -> dict[str, str]:
-    """sha256 of the source of every ``ablate`` module this process has imported: the code that
-    computes the run. Not the whole package (the run cache's ``code_hash``): an edit of a module
-    the run never imports (a planner's, a report's) must not throw hours of training away."""
+    """sha256 of the source of every ``ablate`` module this process has imported: an edit of a
+    module the run never imports must not throw hours of training away."""
     out = {}
     for name, module in sorted(list(sys.modules.items())):
         path = getattr(module, "__file__", None) or ""
@@ -35,15 +32,13 @@ def loaded_code() -> dict[str, str]:
 def resume_identity(
     run_key: dict[str, Any], inputs: dict[str, str | os.PathLike] | None = None
 ) -> dict[str, Any]:
-    """What a checkpoint must have been trained on to be resumed: the run key (its config), the
-    content of each input that is a file or folder (a model folder with a manifest: the
-    manifest's hashes, not a rehash; a hub id's revision is in the run key), the code that ran
-    (:func:`loaded_code`) and the installed packages (the run cache's definition)."""
+    """What a checkpoint must have been trained on to be resumed: the run key, the content of
+    each input file or folder, the code that ran and the installed packages."""
     return _identity(run_key, inputs or {}, loaded_code())
 
 
 def _identity(config: Any, inputs: dict[str, Any], code: dict[str, str]) -> dict[str, Any]:
-    """:func:`resume_identity` of a run key, input paths and module hashes, as JSON reads it."""
+    """:func:`resume_identity` of given module hashes, as JSON reads it."""
     identity = {
         "config": config,
         "inputs": {
@@ -58,8 +53,7 @@ def _identity(config: Any, inputs: dict[str, Any], code: dict[str, str]) -> dict
 
 
 def _why_other(old: dict[str, Any] | None, new: dict[str, Any]) -> str:
-    """Why a checkpoints folder of identity ``old`` is not this run's: which part changed (an
-    input by its content, not its path); "" when it is."""
+    """Why a checkpoints folder of identity ``old`` is not this run's ("" when it is)."""
     if not isinstance(old, dict) or set(old) != set(new) or not isinstance(old["code"], dict):
         return "were written by another version of this pipeline (no comparable run key)"
     reasons = []
@@ -95,11 +89,8 @@ def prepare_resume(
     run_key: dict[str, Any],
     inputs: dict[str, str | os.PathLike] | None = None,
 ) -> Path | None:
-    """The newest complete checkpoint of the same run (:func:`resume_identity` of ``run_key`` and
-    ``inputs``) whose files match its manifest, or None. A folder of another run is removed (one
-    line says what changed), one whose run key is unreadable set aside, incomplete checkpoints
-    are removed, one that fails its manifest (or whose manifest is unreadable) is set aside.
-    Data-parallel: process 0 alone calls it (:func:`resume_point`)."""
+    """The newest complete checkpoint of the same run whose files match its manifest, or None;
+    clears what cannot be resumed. Process 0 alone calls it (:func:`resume_point`)."""
     ckpt_dir = Path(ckpt_dir)
     key_file = ckpt_dir / checkpoint_integrity.RUN_KEY_FILE
     identity = resume_identity(run_key, inputs)
@@ -138,8 +129,8 @@ def resume_point(
     run_key: dict[str, Any],
     inputs: dict[str, str | os.PathLike] | None = None,
 ) -> Path | None:
-    """:func:`prepare_resume` for every process of a run (one or data-parallel): process 0 clears
-    and checks the checkpoints before the others take the newest complete one."""
+    """:func:`prepare_resume` for every process of a run: process 0 clears and checks the
+    checkpoints before the others take the newest complete one."""
     # torch: not for `ablate status`, which reads rerun_note
     from ablate.core.execution import parallel
 
@@ -166,12 +157,9 @@ def _module_file(name: str) -> Path | None:
 
 
 def rerun_note(ckpt_dir: str | os.PathLike, params: dict[str, Any] | None = None) -> str | None:
-    """What the next run of a training job does with its training checkpoints, told without
-    running it or changing them (``ablate status``): ``resumes from checkpoint-N`` (the newest
-    complete one), or ``starts afresh: <why>`` where :func:`prepare_resume` would not resume (its
-    inputs' content, the code its run imported, the packages, or the ``params`` the job's config
-    gives now differ from its run key); None without a complete checkpoint. A checkpoint whose
-    files no longer match its manifest is found only when the job runs (a full read)."""
+    """What the next run of a training job does with its checkpoints (``ablate status``), or
+    None without a complete checkpoint; one that fails its manifest is found only when the job
+    runs (a full read)."""
     ckpt_dir = Path(ckpt_dir)
     done = checkpoint_integrity.complete_checkpoints(ckpt_dir) if ckpt_dir.is_dir() else []
     if not done:

@@ -2,17 +2,8 @@
 for bit) and its final weights (the files' integrity:
 :mod:`ablate.core.outputs.checkpoint_integrity`).
 
-``checkpoint-N`` of one process holds the weights (``model.safetensors``), the optimizer state
-(``optimizer.pt``: the fp32 masters with it), the schedule (``scheduler.pt``), the RNG state
-(``rng_state.pth``) and the loop's state (``loop_state.json``: step, tokens, log history, a study
-evaluation's plain values; its tensors, e.g. a best state kept for restoring, in
-``evaluation.pt``). A sharded run writes weights and optimizer state as
-torch.distributed.checkpoint shards (:func:`ablate.core.training.sharding.save_checkpoint`), one of
-sharded masters or replicated (DDP) process 0's copy in the one-process format (sharded masters
-gathered there); with N processes each writes its own RNG file. Every file loads without unpickling
-code (``weights_only=True``, safetensors, JSON). The hash manifest and the completion marker come
-last (:func:`ablate.core.outputs.checkpoint_integrity.mark_complete`); the oldest complete
-checkpoints beyond ``save_total_limit`` are then removed.
+Every file loads without unpickling code (``weights_only=True``, safetensors, JSON), each read
+and checked before anything of it goes into the trainer.
 """
 
 from __future__ import annotations
@@ -55,22 +46,20 @@ _S = TypeVar("_S")
 
 
 def _rng_file(rank: int | None = None) -> str:
-    """Each process draws its own dropout masks: one RNG file per process when N > 1 (``rank``:
-    another process's file; default this one's)."""
+    """Each process draws its own dropout masks: one RNG file per process when N > 1."""
     if parallel.world_size() == 1:
         return "rng_state.pth"
     return f"rng_state_{parallel.rank() if rank is None else rank}.pth"
 
 
 def _unsaved_rng(ckpt: Path) -> list[int]:
-    """The processes of this run whose RNG state ``ckpt`` does not hold: it was saved by fewer
-    processes (a sharded run resumed with more of them)."""
+    """The processes of this run whose RNG state ``ckpt`` does not hold (saved by fewer)."""
     return [r for r in range(parallel.world_size()) if not (ckpt / _rng_file(r)).is_file()]
 
 
 def rank_seed(seed: int, step: int, rank: int) -> int:
     """The RNG seed of process ``rank`` resuming at ``step`` from a checkpoint without its RNG
-    state: from the run's seed, the step and the rank (the same resume draws the same)."""
+    state (the same resume draws the same)."""
     digest = hashlib.sha256(f"{seed}/{step}/{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
@@ -90,41 +79,36 @@ def _torch_save(obj: Any, path: Path) -> None:
 
 
 def save(trainer) -> Path:
-    """``checkpoint-<step>`` of ``trainer`` (a collective when sharded); returns its path. A full
-    disk is named in one line (:func:`ablate.core.outputs.checkpoint_integrity.naming_a_full_disk`);
-    the checkpoint, never completed, is ignored by the rerun, which resumes from the one before."""
+    """``checkpoint-<step>`` of ``trainer`` (a collective when sharded); returns its path. One cut
+    off by a full disk is never completed: the rerun resumes from the one before."""
     ckpt = Path(trainer.spec.checkpoints) / f"checkpoint-{trainer.state.step}"
     with checkpoint_integrity.naming_a_full_disk(f"saving {ckpt.name}", ckpt):
-        return _save(trainer, ckpt)
-
-
-def _save(trainer, ckpt: Path) -> Path:
-    step = trainer.state.step
-    ckpt.mkdir(parents=True, exist_ok=True)
-    if trainer.sharded:
-        sharding.save_checkpoint(trainer.model, trainer.optimizer, ckpt)
-        fmt = checkpoint_integrity.FORMAT_SHARDED
-    else:
-        # every process joins: sharded masters gather theirs onto process 0 (a collective)
-        optimizer = trainer.optimizer.state_dict()
-        if parallel.rank() == 0:  # replicas are equal: one copy
-            safetensors.torch.save_model(trainer.model, str(ckpt / WEIGHTS))
-            _torch_save(optimizer, ckpt / OPTIMIZER)
-        fmt = FORMAT_WHOLE
-    _torch_save(_rng_state(), ckpt / _rng_file())
-    trainer.state.unlogged_losses = unlogged_losses(trainer)  # a collective: every process
-    if parallel.rank() == 0:
-        _torch_save(trainer.scheduler.state_dict(), ckpt / SCHEDULER)
-        if trainer.spec.recipe.evaluation is not None:
-            trainer.state.evaluation, tensors = trainer.spec.recipe.evaluation.state()
-            _torch_save(tensors, ckpt / EVALUATION)
-        io.write_json(ckpt / LOOP_STATE, asdict(trainer.state))
-    parallel.barrier()  # every process's files are in before the manifest and the marker
-    if parallel.rank() == 0:
-        checkpoint_integrity.mark_complete(ckpt, step, fmt)
-        _rotate(Path(trainer.spec.checkpoints), trainer.params.save_total_limit)
-    parallel.barrier()
-    return ckpt
+        step = trainer.state.step
+        ckpt.mkdir(parents=True, exist_ok=True)
+        if trainer.sharded:
+            sharding.save_checkpoint(trainer.model, trainer.optimizer, ckpt)
+            fmt = checkpoint_integrity.FORMAT_SHARDED
+        else:
+            # every process joins: sharded masters gather theirs onto process 0 (a collective)
+            optimizer = trainer.optimizer.state_dict()
+            if parallel.rank() == 0:  # replicas are equal: one copy
+                safetensors.torch.save_model(trainer.model, str(ckpt / WEIGHTS))
+                _torch_save(optimizer, ckpt / OPTIMIZER)
+            fmt = FORMAT_WHOLE
+        _torch_save(_rng_state(), ckpt / _rng_file())
+        trainer.state.unlogged_losses = unlogged_losses(trainer)  # a collective: every process
+        if parallel.rank() == 0:
+            _torch_save(trainer.scheduler.state_dict(), ckpt / SCHEDULER)
+            if trainer.spec.recipe.evaluation is not None:
+                trainer.state.evaluation, tensors = trainer.spec.recipe.evaluation.state()
+                _torch_save(tensors, ckpt / EVALUATION)
+            io.write_json(ckpt / LOOP_STATE, asdict(trainer.state))
+        parallel.barrier()  # every process's files are in before the manifest and the marker
+        if parallel.rank() == 0:
+            checkpoint_integrity.mark_complete(ckpt, step, fmt)
+            _rotate(Path(trainer.spec.checkpoints), trainer.params.save_total_limit)
+        parallel.barrier()
+        return ckpt
 
 
 def _rotate(directory: Path, limit: int) -> None:
@@ -140,15 +124,12 @@ def _rotate(directory: Path, limit: int) -> None:
 
 
 class UnreadableCheckpoint(checkpoint_integrity.CheckpointError):
-    """A file of a checkpoint that matched its manifest does not load into this run: refused by
-    the restricted loaders, not parsed, not what a checkpoint holds (any exception of the
-    unpickling), or not fitting this run (weights, a study evaluation's tensors). Raised before
-    anything of it went into the trainer; the checkpoint counts as corrupt (:func:`resume_from`)."""
+    """A file of a checkpoint that matched its manifest is refused, does not parse or does not
+    fit this run; raised before anything of it went into the trainer."""
 
 
 class PartlyLoaded(UnreadableCheckpoint):
-    """A checkpoint whose files were read whole failed while going into the trainer: part of it
-    may be in it (a fresh start from this trainer would not be fresh)."""
+    """A checkpoint failed while going into the trainer: part of it may be in it."""
 
 
 def _first_line(exc: BaseException) -> str:
@@ -156,8 +137,8 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _torch_file(path: Path, unfit: Callable[[Any], str | None] | None = None, **kwargs) -> Any:
-    """A pickled checkpoint file through torch's weights_only unpickler, nothing of it run. A
-    refusal names the file and what it held (or ``unfit(obj)``: why it cannot be this run's)."""
+    """A pickled checkpoint file through torch's weights_only unpickler, nothing of it run
+    (``unfit(obj)``: why it cannot be this run's, or None)."""
     try:
         obj = torch.load(path, weights_only=True, **kwargs)
     except pickle.UnpicklingError as exc:
@@ -185,35 +166,30 @@ def _shard_index(ckpt: Path) -> None:
         raise UnreadableCheckpoint(f"{path} does not load ({_first_line(exc)})") from None
 
 
-def _state_dict(path: Path, **kwargs) -> dict:
-    """A pickled state dict (an optimizer's, a schedule's, the RNG's): a mapping."""
-    got = _torch_file(path, **kwargs)
+def _state_dict(path: Path) -> dict:
+    got = _torch_file(path)
     if not isinstance(got, dict):
         raise UnreadableCheckpoint(f"{path} holds a {type(got).__name__}, not a state dict")
     return got
 
 
 def _schedule(path: Path, own: dict[str, Any]) -> dict:
-    """The schedule's state of ``path``, of the shape of this run's (``own``): the same keys,
-    each value of the same type, a list of the same length (``load_state_dict`` takes any)."""
+    """The schedule's state of ``path``, checked to have the shape of this run's (``own``):
+    ``load_state_dict`` takes any."""
     got = _state_dict(path)
     for key in sorted(set(own) | set(got)):
         mine, theirs = own.get(key), got.get(key)
         if key not in got or key not in own or type(mine) is not type(theirs):
-            raise UnreadableCheckpoint(
-                f"{path} does not fit this run's schedule ({key}: {type(theirs).__name__} in the "
-                f"file, {type(mine).__name__} in the schedule)"
-            )
-        if isinstance(mine, list) and len(mine) != len(theirs):
-            raise UnreadableCheckpoint(
-                f"{path} does not fit this run's schedule ({key}: {len(theirs)} values in the "
-                f"file, {len(mine)} in the schedule)"
-            )
+            why = f"{type(theirs).__name__} in the file, {type(mine).__name__} in the schedule"
+        elif isinstance(mine, list) and len(mine) != len(theirs):
+            why = f"{len(theirs)} values in the file, {len(mine)} in the schedule"
+        else:
+            continue
+        raise UnreadableCheckpoint(f"{path} does not fit this run's schedule ({key}: {why})")
     return got
 
 
 def _rng(path: Path) -> dict:
-    """An RNG state file: the CPU generator's state, a byte tensor (the GPUs' with it)."""
     got = _state_dict(path)
     cpu = got.get("cpu")
     if not (isinstance(cpu, torch.Tensor) and cpu.dtype == torch.uint8):
@@ -222,8 +198,7 @@ def _rng(path: Path) -> dict:
 
 
 def _check_log_history(log_history: list, step: int) -> None:
-    """Entries that replaying the stop rules reads: each a mapping with a step of the run so far
-    (an int, not a bool), its losses numbers."""
+    """Entries that replaying the stop rules reads."""
     for entry in log_history:
         if not isinstance(entry, dict) or type(entry.get("step")) is not int:
             raise TypeError(f"a log_history entry without an integer step: {str(entry)[:60]}")
@@ -235,8 +210,7 @@ def _check_log_history(log_history: list, step: int) -> None:
 
 
 def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> None:
-    """``loop_state.json``'s content against the run: each field of ``state_type``'s type, the
-    step the checkpoint's own (its folder's ``N``) within 0..``max_steps``."""
+    """``loop_state.json``'s content checked against ``state_type`` and the checkpoint's step."""
     if not isinstance(state, dict) or not {"step", "log_history"} <= set(state):
         raise TypeError("no mapping with a step and a log_history")
     for f in fields(state_type):
@@ -260,8 +234,7 @@ def _check_state(state: Any, state_type: type, ckpt: Path, max_steps: int) -> No
 
 
 def load_state(ckpt: Path, state_type: type[_S], max_steps: int) -> _S:
-    """The loop's state ``ckpt`` holds as ``state_type`` (the loop's State), checked
-    (:func:`_check_state`) before anything of the checkpoint is loaded."""
+    """The loop's state ``ckpt`` holds as ``state_type``, checked before anything is loaded."""
     path = ckpt / LOOP_STATE
     try:
         state = io.load_json(path)
@@ -272,10 +245,8 @@ def load_state(ckpt: Path, state_type: type[_S], max_steps: int) -> _S:
 
 
 def _check_weights(model, path: Path) -> None:
-    """The weights file's tensors fit ``model``: each of its names is one of the model's with
-    the model's shape, and each of the model's is in it, tied ones once (``modeling.unheld_tensors``,
-    ``modeling.held_twice``), read from the file's header (no tensor loaded), so loading it
-    changes nothing when it does not fit (``load_state_dict`` copies what fits, then raises)."""
+    """The weights file's tensors fit ``model``, read from its header (no tensor loaded):
+    ``load_state_dict`` would copy what fits, then raise."""
     own = model.state_dict()
     try:
         with safetensors.safe_open(str(path), framework="pt") as f:
@@ -297,7 +268,7 @@ def _check_weights(model, path: Path) -> None:
 
 def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
     """``read()`` in every process; when it fails in any of them, all raise (the loads that
-    follow are collectives), before anything of the checkpoint went into the trainer."""
+    follow are collectives)."""
     try:
         got, error = read(), None
     except UnreadableCheckpoint as exc:
@@ -311,8 +282,7 @@ def _agreed(read: Callable[[], Any], ckpt: Path) -> Any:
 
 @contextlib.contextmanager
 def _into_trainer(ckpt: Path) -> Iterator[None]:
-    """Around loading what was read of ``ckpt`` into the trainer: whatever fails there is
-    :class:`PartlyLoaded`, naming the checkpoint and the exception."""
+    """Whatever fails while loading into the trainer is :class:`PartlyLoaded`."""
     try:
         yield
     except sharding.LOAD_ERRORS as exc:
@@ -339,9 +309,8 @@ def load_weights(trainer, ckpt: Path) -> None:
 
 
 def load_stopped(trainer, ckpt: Path, state) -> None:
-    """A checkpoint of a training a stop rule had ended at its step (``state``: its loop state,
-    :func:`load_state`'s): the weights, the loop's state and a study evaluation's (its curve
-    and best state: the outputs are written from them), nothing that would train on."""
+    """A checkpoint of a training a stop rule had ended (``state``: its loop state): what the
+    outputs are written from, nothing that would train on."""
     evaluation = trainer.spec.recipe.evaluation
     if evaluation is None:
         load_weights(trainer, ckpt)
@@ -356,8 +325,7 @@ def load_stopped(trainer, ckpt: Path, state) -> None:
 
 
 def _read(trainer, ckpt: Path) -> dict[str, Any]:
-    """Every file of ``ckpt`` this process loads, read and checked, so that a refused one
-    changes nothing of the trainer."""
+    """Every file of ``ckpt`` this process loads, read and checked."""
     if trainer.sharded:
         _shard_index(ckpt)
     else:
@@ -374,41 +342,37 @@ def _read(trainer, ckpt: Path) -> dict[str, Any]:
 
 
 def load(trainer, ckpt: Path) -> None:
-    """Everything of ``ckpt`` into ``trainer``: weights, optimizer, schedule, RNG, the loop's state
-    (the same data order follows from the step). :class:`UnreadableCheckpoint` before any of it
-    when a file is refused, does not parse or does not fit; :class:`PartlyLoaded` for whatever
-    fails after."""
+    """Everything of ``ckpt`` into ``trainer`` (the same data order follows from the step)."""
     files = _agreed(lambda: _read(trainer, ckpt), ckpt)
     with _into_trainer(ckpt):
-        _load_read(trainer, ckpt, files)
-
-
-def _load_read(trainer, ckpt: Path, files: dict[str, Any]) -> None:
-    if trainer.sharded:
-        sharding.load_model(trainer.model, ckpt)
-        sharding.load_optimizer(trainer.model, trainer.optimizer, ckpt)
-    else:
-        safetensors.torch.load_model(trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device))
-        trainer.optimizer.load_state_dict(files["optimizer"])
-    trainer.scheduler.load_state_dict(files["scheduler"])
-    trainer.state = files["state"]  # the loop's State
-    restore_unlogged_losses(trainer, trainer.state.unlogged_losses)
-    rng = files["rng"]
-    if rng is None:  # saved by fewer processes than this run has: seeded (begin_segment records)
-        torch.manual_seed(rank_seed(trainer.params.seed, trainer.state.step, parallel.rank()))
-    else:
-        torch.set_rng_state(rng["cpu"])
-        if "cuda" in rng and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(rng["cuda"])
-    unsaved = _unsaved_rng(ckpt)
-    if unsaved and parallel.rank() == 0:
-        checkpoint_integrity.say(
-            f"{ckpt.name} holds the RNG states of fewer processes than this run's "
-            f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
-            "from the run's seed, the step and their rank (rank_seed)"
-        )
-    if trainer.spec.recipe.evaluation is not None:
-        trainer.spec.recipe.evaluation.load(trainer.state.evaluation, files["evaluation"])
+        if trainer.sharded:
+            sharding.load_model(trainer.model, ckpt)
+            sharding.load_optimizer(trainer.model, trainer.optimizer, ckpt)
+        else:
+            safetensors.torch.load_model(
+                trainer.model, str(ckpt / WEIGHTS), device=str(trainer.device)
+            )
+            trainer.optimizer.load_state_dict(files["optimizer"])
+        trainer.scheduler.load_state_dict(files["scheduler"])
+        trainer.state = files["state"]  # the loop's State
+        restore_unlogged_losses(trainer, trainer.state.unlogged_losses)
+        rng = files["rng"]
+        # None: saved by fewer processes than this run has: seeded (begin_segment records)
+        if rng is None:
+            torch.manual_seed(rank_seed(trainer.params.seed, trainer.state.step, parallel.rank()))
+        else:
+            torch.set_rng_state(rng["cpu"])
+            if "cuda" in rng and torch.cuda.is_available():
+                torch.cuda.set_rng_state_all(rng["cuda"])
+        unsaved = _unsaved_rng(ckpt)
+        if unsaved and parallel.rank() == 0:
+            checkpoint_integrity.say(
+                f"{ckpt.name} holds the RNG states of fewer processes than this run's "
+                f"{parallel.world_size()}: process(es) {', '.join(map(str, unsaved))} seed theirs "
+                "from the run's seed, the step and their rank (rank_seed)"
+            )
+        if trainer.spec.recipe.evaluation is not None:
+            trainer.spec.recipe.evaluation.load(trainer.state.evaluation, files["evaluation"])
 
 
 def unlogged_losses(trainer) -> list[float]:
@@ -419,21 +383,15 @@ def unlogged_losses(trainer) -> list[float]:
 
 
 def restore_unlogged_losses(trainer, losses: list[float]) -> None:
-    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the trainer's steps since the last log:
-    process 0 holds each whole, the others nothing, so :func:`~.loop.log_train`'s sum over
-    processes of each one's mean is the mean over every step of the window, on any process
-    count."""
+    """``losses`` (:func:`unlogged_losses` of a checkpoint) as the trainer's steps since the last
+    log, held whole by process 0, so the next log's mean is right on any process count."""
     whole = 1.0 if parallel.rank() == 0 else 0.0
     trainer.losses = [torch.tensor(x * whole, device=trainer.device) for x in losses]
 
 
 def begin_segment(trainer, resumed_from: Path | None) -> None:
-    """A segment of the training starts at ``trainer``'s step (a start, or a resume from
-    ``resumed_from``): its process count, which processes' RNG states came from the checkpoint
-    and which were seeded (a fresh start's, or those a checkpoint of fewer processes lacks:
-    :func:`rank_seed`), and its hardware, numerics environment included, go into the loop's
-    state, so each checkpoint carries every segment its weights were trained in
-    (:func:`segments`)."""
+    """Record a segment starting at ``trainer``'s step: its process count, which RNG states were
+    restored or seeded, its hardware; each checkpoint carries every segment of its weights."""
     ranks = range(parallel.world_size())
     seeded = list(ranks) if resumed_from is None else _unsaved_rng(resumed_from)
     trainer.state.segments.append(
@@ -447,9 +405,7 @@ def begin_segment(trainer, resumed_from: Path | None) -> None:
 
 
 def segments(state) -> list[dict[str, Any]]:
-    """The segments of ``state`` (the loop's state) that trained steps, each with the steps it
-    trained, ``"steps": [first, last]``: the record of a run resumed on other hardware or
-    under another numerics environment names each, not the last one's alone."""
+    """The segments of ``state`` that trained steps, each with its ``"steps": [first, last]``."""
     out = []
     for i, seg in enumerate(state.segments):
         end = state.segments[i + 1]["from_step"] if i + 1 < len(state.segments) else state.step
@@ -475,16 +431,10 @@ def resume_from(
     inputs: dict[str, Any] | None,
     load: Callable[[Path], _T],
 ) -> tuple[Path | None, _T | None]:
-    """The newest checkpoint of the same run (:func:`ablate.core.training.resume.resume_point`)
-    loaded by ``load``, and what ``load`` returned; (None, None): none, a fresh start.
-
-    One rule for a checkpoint that cannot be read into this run: whatever ``load`` raises (in
-    any process), the checkpoint is set aside in one line naming the file (the checkpoint,
-    where the error names none) and the exception, like one that fails its manifest, and the
-    one before it is tried. A refusal before anything of it went into the trainer
-    (:class:`UnreadableCheckpoint`) leaves the trainer fresh; after one that may have loaded a
-    part (:class:`PartlyLoaded`, any other exception) with no older checkpoint loaded over it,
-    the run stops (:class:`PartlyLoaded`): its rerun starts fresh."""
+    """The newest checkpoint of the same run loaded by ``load``, and what ``load`` returned;
+    (None, None): a fresh start. Whatever ``load`` raises in any process, the checkpoint is set
+    aside and the one before it tried; when one may have gone in part and no older one loaded
+    over it, the run stops (:class:`PartlyLoaded`)."""
     touched = False
     while (ckpt := resume.resume_point(ckpt_dir, run_key, inputs)) is not None:
         try:
@@ -509,12 +459,9 @@ def resume_from(
 def end_of_run(
     watch, ckpt_dir: Path, *, keep: bool, save_last: Callable[[], Path | None] | None = None
 ) -> bool:
-    """A job's last act, once its outputs are complete (a collective): its checkpoints are
-    removed (``keep``: the one a signal kept for the outputs alone), or, when a signal came since
-    the training ended (``watch``, an :class:`~ablate.core.execution.interrupts.InterruptWatch`
-    holding it, in any process), kept, with ``save_last()``'s checkpoint of the finished training
-    (kept for the outputs), from which a rerun writes them again: an interrupted Snakemake can
-    mark the job incomplete and delete them. Returns whether a signal came."""
+    """A job's last act (a collective): its checkpoints are removed, or, when a signal came since
+    the training ended, kept with ``save_last()``'s, from which a rerun writes the outputs again
+    (an interrupted Snakemake may delete them). Returns whether a signal came."""
     if not watch.requested():
         if parallel.rank() == 0:
             checkpoint_integrity.remove_at_end(ckpt_dir, keep=keep)
@@ -562,10 +509,8 @@ def save_final(
     extra: dict,
     phases: Phases | None = None,
 ) -> dict | None:
-    """``out_dir/final`` through :func:`ablate.core.outputs.checkpoint_integrity.write_final`: the
-    weights in ``dtype`` (a sharded model's gathered onto process 0, which alone writes; the others
-    get None); a state_dict fallback is reloaded and compared before it is kept. ``phases`` records
-    ``save_final`` and its parts (``.write``: the weights)."""
+    """``out_dir/final``: the weights in ``dtype``, written by process 0 (the others get None); a
+    state_dict fallback is reloaded and compared before it is kept."""
     phases = phases or Phases()
     model, state_dict = trainer.model, None
     with phases("save_final"):

@@ -2,28 +2,9 @@
 (16-bit weights, fp32 masters stepped by any torch optimizer) with the fp32 masters and the
 optimizer's state sharded over the N processes, each owning whole parameters (ZeRO stage 1).
 
-Each process holds the whole 16-bit model and runs the one-GPU forward and backward on its share
-of the step's examples; each backward adds every gradient into a flat fp32 buffer on the device
-(a post-accumulate hook, which frees the 16-bit gradient, as
-:class:`~ablate.core.training.optim.MasterWeightsOptimizer`'s hooks do). The parameters are cut
-into buckets (:func:`_cut`: about :data:`_BUCKETS`, in the backward's order, the reverse of the
-model's). In the step's last backward (the loop's :meth:`ShardedMastersOptimizer.reducing`), a
-bucket's reduce-scatter starts as soon as its last gradient is in, while the backward goes on
-through the earlier layers (each process receives the summed gradients of the parameters it owns);
-a bucket not complete by the backward's end (a weight that got no gradient) is reduced when the
-gradients are first read. The inner optimizer steps the owned masters and writes their 16-bit
-weights, and one all-gather per bucket gives every process every updated weight. Whole parameters
-per process: an optimizer whose statistics span a parameter (Adafactor's factored moments) steps
-exactly as on one GPU, compiled, with no collective of its own. The gradient norm of the clip is
-one all-reduce of a scalar.
-
-The updated weights and the gradients live in two flat buffers laid out by bucket, each bucket by
-owner (each process's parameters of the bucket, its part padded to the bucket's largest), so every
-collective runs in place on one slice; the gathered weights are then copied into the model's
-(which keep their own storage: safetensors saves and loads no view of a larger one). Its
-state_dict (a collective) is the one-GPU optimizer's: every master and the inner state of every
-parameter, gathered on process 0, so a checkpoint resumes on any number of processes, one
-included.
+Whole parameters, so an optimizer whose statistics span one (Adafactor's) steps exactly as on one
+GPU. Buckets and collectives: docs/training.md ("sharded_masters"). Its state_dict is the one-GPU
+optimizer's, so a checkpoint resumes on any number of processes.
 """
 
 from __future__ import annotations
@@ -47,8 +28,7 @@ from ablate.upstream import pytorch
 
 
 def build(model: torch.nn.Module, p: TrainParams) -> ShardedMastersOptimizer:
-    """The optimizer of ``p`` (``optim``, its settings, the weight-decay groups) on sharded
-    masters of ``model``'s weights, whatever their dtype (fp32 weights: masters equal to them)."""
+    """The optimizer of ``p`` on sharded masters of ``model``'s weights, whatever their dtype."""
     cls, kwargs = optimizer_class(p)
     groups = decay_groups(model, p.weight_decay)
     params = [t for g in groups for t in g["params"]]
@@ -58,9 +38,8 @@ def build(model: torch.nn.Module, p: TrainParams) -> ShardedMastersOptimizer:
 
 
 def backward_order(model: torch.nn.Module, params: list[torch.Tensor]) -> list[int]:
-    """The indices of ``params`` in the order a backward produces their gradients, about: the
-    model's order reversed (the groups' order is not the model's: every matrix, then every
-    norm)."""
+    """The indices of ``params`` in about the order a backward produces their gradients: the
+    model's order reversed (the groups' order is not the model's)."""
     position = {id(t): k for k, t in enumerate(model.parameters())}
     return sorted(range(len(params)), key=lambda i: position[id(params[i])], reverse=True)
 
@@ -75,9 +54,8 @@ def owners(sizes: list[int], world: int) -> list[int]:
     return owner
 
 
-#: The parameters in about this many buckets of similar size (:func:`_cut`): the last backward
-#: reduces each as soon as its gradients are in, so all but the last bucket's reduce-scatter run
-#: beside the backward (a 3.4 B model: buckets of ~215 M parameters, about two decoder layers)
+#: The parameters in about this many buckets of similar size (:func:`_cut`): all but the last
+#: bucket's reduce-scatter run beside the backward
 _BUCKETS = 16
 #: A bucket closes once the padding of its owners' parts is at most this share of its elements
 #: (every padded element crosses the wire too)
@@ -85,19 +63,16 @@ PADDING = 1 / 32
 
 
 def _padded(sizes: list[int], world: int) -> int:
-    """Elements of a bucket of parameters of ``sizes`` over ``world`` processes: each process's
-    part padded to the largest (:func:`owners`)."""
+    """Elements of a bucket of parameters of ``sizes``, each process's part padded to the
+    largest."""
     owner = owners(sizes, world)
     return world * max(sum(s for s, o in zip(sizes, owner) if o == r) for r in range(world))
 
 
 def _cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
-    """The parameters (of ``sizes`` elements) in buckets, taken in ``order`` (the backward's:
-    :func:`backward_order`): each closes once it holds a :data:`_BUCKETS`-th of the elements and
-    its owners' parts are balanced within :data:`PADDING`; an unbalanced last one joins the one
-    before it. The last weight in ``order``, if it is a bucket's worth (tied embeddings: their
-    gradient comes last), is a bucket alone: one weight reduced to its owner (:class:`_Bucket`),
-    without the other processes' parts of padding or of weights held back until it is in."""
+    """The parameters in buckets of about a :data:`_BUCKETS`-th, taken in the backward's
+    ``order``, balanced within :data:`PADDING`; a last weight of a bucket's worth (tied
+    embeddings: their gradient comes last) is a bucket alone, so that no weight waits for it."""
     target = sum(sizes) / _BUCKETS
     alone = [order[-1]] if world > 1 and sizes[order[-1]] >= target else []
     out: list[list[int]] = []
@@ -122,10 +97,8 @@ def _cut(sizes: list[int], world: int, order: list[int]) -> list[list[int]]:
 
 @dataclass(frozen=True)
 class _Bucket:
-    """Parameters reduced and gathered together: ``params`` (indices), at ``start`` in the flat
-    buffers, each process's part ``part`` elements long (process r's at ``start + r * part``:
-    reduce-scattered, all-gathered); or one weight of process ``owner``, ``part`` elements
-    (reduced to it, broadcast from it)."""
+    """Parameters reduced and gathered together, process r's part at ``start + r * part`` in the
+    flat buffers; or one weight of process ``owner`` (reduced to it, broadcast from it)."""
 
     params: tuple[int, ...]
     start: int
@@ -148,9 +121,7 @@ class _Bucket:
 def layout(
     sizes: list[int], world: int, order: list[int]
 ) -> tuple[list[_Bucket], list[int], list[int]]:
-    """(the buckets, each parameter's owner, each parameter's offset in the flat buffers): each
-    bucket's parameters owned by :func:`owners`, each process's laid out in the bucket's order;
-    a weight alone (:func:`_cut`) owned by the process with the fewest elements so far."""
+    """(the buckets, each parameter's owner, each parameter's offset in the flat buffers)."""
     buckets, owner, offsets, start = [], [0] * len(sizes), [0] * len(sizes), 0
     load = [0] * world
     for members in _cut(sizes, world, order):
@@ -172,21 +143,17 @@ def layout(
 
 
 class ShardedMastersOptimizer(MasterWeightsOptimizer):
-    """:class:`~ablate.core.training.optim.MasterWeightsOptimizer` over N processes (module
-    docstring); ``order``: :func:`backward_order` (unset: the groups' order reversed). The hooks'
-    gradients are summed over the processes and divided by their number: the loop's loss of N
-    processes is the mean loss times N, as for FSDP's and DDP's averaged gradients."""
+    """:class:`~.optim.MasterWeightsOptimizer` over N processes, the gradients averaged as FSDP's
+    and DDP's are; ``order``: :func:`backward_order` (unset: the groups' order reversed)."""
 
     def __init__(
         self,
         param_groups: list[dict],
         inner_cls,
         inner_kwargs: dict,
-        group=None,
         order: list[int] | None = None,
     ):
-        self.group = group
-        self.world, self.rank = dist.get_world_size(group), dist.get_rank(group)
+        self.world, self.rank = dist.get_world_size(), dist.get_rank()
         params = [p for g in param_groups for p in g["params"]]
         if len(params) < self.world:
             raise ValueError(
@@ -210,8 +177,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
                 self._slot(self.flat_weights, i, p).copy_(p)
         self.model_params = params
         self.plain = first.dtype == torch.float32  # masters equal to the weights
-        # the weights keep their own storage (safetensors saves and loads no view of a larger
-        # one): each all-gather's result is copied into them (one pass over the 16-bit weights)
+        # the weights keep their own storage: each all-gather's result is copied into them
         self.slots = [self._slot(self.flat_weights, i, p) for i, p in enumerate(params)]
         self.group_sizes = [len(g["params"]) for g in param_groups]
         self._reducing = False  # in the step's last backward: a complete bucket starts reducing
@@ -223,16 +189,14 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         self.masters = {i: params[i].detach().float().clone() for i in self.mine}
         self.master_params = [self.masters[i] for i in self.mine]
         master_groups, at = [], 0
-        for group_ in param_groups:
-            n = len(group_["params"])
+        for group in param_groups:
+            n = len(group["params"])
             owned = [self.masters[i] for i in range(at, at + n) if i in self.masters]
-            master_groups.append({**group_, "params": owned})
+            master_groups.append({**group, "params": owned})
             at += n
         # where the updated 16-bit weights go: the owner's part of the flat buffer
         self.targets = [self.slots[i] for i in self.mine]
         self._wrap(inner_cls(master_groups, **inner_kwargs), self.targets)
-        self._low = False
-        self._grads = []
         self._grad_scale = None
 
     def _slot(self, flat: torch.Tensor, i: int, like: torch.Tensor) -> torch.Tensor:
@@ -240,9 +204,8 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
 
     @contextlib.contextmanager
     def reducing(self) -> Iterator[None]:
-        """Around the step's last backward (the loop's ``accumulating(last=True)``): each bucket
-        starts its reduce-scatter once its gradients are in, in the buckets' order (every process
-        issues the same collectives in the same order). A backward outside it only accumulates."""
+        """Around the step's last backward: each bucket starts its reduce-scatter once its
+        gradients are in, in the buckets' order. A backward outside it only accumulates."""
         self._reducing = True
         try:
             yield
@@ -283,15 +246,14 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             own = bucket.own(self.flat_grads, self.rank)
             whole = bucket.whole(self.flat_grads, self.world)
             if bucket.owner is None:
-                work = dist.reduce_scatter_tensor(own, whole, group=self.group, async_op=True)
+                work = dist.reduce_scatter_tensor(own, whole, async_op=True)
             else:
-                work = dist.reduce(whole, group=self.group, group_dst=bucket.owner, async_op=True)
+                work = dist.reduce(whole, group_dst=bucket.owner, async_op=True)
             self._works.append(work)
             self._launched += 1
 
     def _reduce(self) -> None:
-        """The step's gradients summed over the processes into each owner's part (once): the
-        buckets not yet started start, then every one is waited for."""
+        """The step's gradients averaged over the processes into each owner's part (once)."""
         if self._reduced:
             return
         self._launch(ready_only=False)
@@ -306,14 +268,13 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         return [self._slot(self.flat_grads, i, self.model_params[i]) for i in self.mine]
 
     def clip_(self, max_norm: float) -> torch.Tensor:
-        """The gradient norm over every process's parameters (one all-reduce of a scalar), the
-        clip as :meth:`MasterWeightsOptimizer.clip_` applies it."""
+        """:meth:`MasterWeightsOptimizer.clip_` of the norm over every process's parameters."""
         grads = self.grads()
         device = self.flat_grads.device
         sq = torch.zeros((), dtype=torch.float32, device=device)
         if grads:
             sq = torch.stack(pytorch.foreach_norms(grads)).square().sum()
-        dist.all_reduce(sq, group=self.group)
+        dist.all_reduce(sq)
         norm = sq.sqrt()
         if pytorch.takes_grad_scale(self.inner):
             self._grad_scale = ((norm + 1e-6) / max_norm).clamp(min=1.0)
@@ -339,8 +300,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             del self.inner.grad_scale
         if self._copy_back and self.mine:
             pytorch.foreach_copy_(self.targets, self.master_params)
-        # every bucket's all-gather queued at once; each bucket's weights are copied into the
-        # model's as soon as its own arrives, while the next ones cross the wire
+        # each bucket copied into the model's weights as it arrives, while the next ones cross
         works = self._all_gather(self.flat_weights)
         for bucket, work in zip(self.buckets, works):
             work.wait()
@@ -356,13 +316,9 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
             whole = b.whole(flat, self.world)
             if b.owner is None:
                 own = b.own(flat, self.rank)
-                works.append(
-                    dist.all_gather_into_tensor(whole, own, group=self.group, async_op=True)
-                )
+                works.append(dist.all_gather_into_tensor(whole, own, async_op=True))
             else:
-                works.append(
-                    dist.broadcast(whole, group=self.group, group_src=b.owner, async_op=True)
-                )
+                works.append(dist.broadcast(whole, group_src=b.owner, async_op=True))
         return works
 
     def zero_grad(self, set_to_none: bool = True) -> None:
@@ -380,9 +336,8 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         self._reduced = False
 
     def _gathered(self, tensors: dict[int, torch.Tensor]) -> list[torch.Tensor]:
-        """Every parameter's fp32 tensor of which this process gives its owned ones
-        (``tensors``: index -> tensor shaped like the parameter), through the gradient buffer
-        (free between steps: the next step's first gradient overwrites it). A collective."""
+        """Every parameter's fp32 tensor, this process giving its owned ones (``tensors``), through
+        the gradient buffer (free between steps). A collective."""
         for i, t in tensors.items():
             self._slot(self.flat_grads, i, t).copy_(t)
         for work in self._all_gather(self.flat_grads):
@@ -392,14 +347,11 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
 
     @torch.no_grad()
     def write_model(self) -> None:
-        """Every master's value into the model's weights, whatever their dtype now (a
-        collective)."""
+        """Every master's value into the model's weights (a collective)."""
         pytorch.foreach_copy_(self.model_params, self._gathered(self.masters))
 
     def state_dict(self) -> dict:
-        """The one-GPU optimizer's state_dict (every master, every parameter's inner state, on
-        the CPU) on process 0; the others get an empty dict. A collective. Of fp32 weights: the
-        inner optimizer's, as one process keeps no masters of them."""
+        """The one-GPU optimizer's state_dict on process 0 (the others: {}). A collective."""
         masters = (
             None if self.plain else [t.to("cpu", copy=True) for t in self._gathered(self.masters)]
         )
@@ -417,7 +369,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
                     small[i][k] = v.to("cpu", copy=True) if isinstance(v, torch.Tensor) else v
         where = {k: sorted(held) for k, held in shaped.items()}  # key -> the parameters holding it
         everyone: list = [None] * self.world
-        dist.all_gather_object(everyone, (where, small), group=self.group)
+        dist.all_gather_object(everyone, (where, small))
         state = {i: s for _, part in everyone for i, s in part.items() if s or i in _held(everyone)}
         for key in sorted({k for held, _ in everyone for k in held}):
             full = self._gathered(shaped.get(key, {}))
@@ -427,8 +379,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
         if self.rank != 0:
             return {}
         inner = {"state": state, "param_groups": self._full_groups()}
-        # fp32 weights: one process steps them without masters (its state_dict is the inner
-        # optimizer's), and the masters are the weights
+        # fp32 weights: one process keeps no masters of them, its state_dict is the inner one's
         return inner if self.plain else {"inner": inner, "master": masters}
 
     def _full_groups(self) -> list[dict]:
@@ -442,9 +393,7 @@ class ShardedMastersOptimizer(MasterWeightsOptimizer):
 
     @torch.no_grad()
     def load_state_dict(self, state_dict: dict) -> None:
-        """The one-GPU optimizer's state_dict (any process count's: :meth:`state_dict`): this
-        process's masters and their inner state, then every weight from the masters (fp32
-        weights: the inner optimizer's state_dict, the masters from the weights loaded)."""
+        """The one-GPU optimizer's state_dict (any process count's)."""
         if self.plain:
             full, inner = [p.detach() for p in self.model_params], state_dict
         else:

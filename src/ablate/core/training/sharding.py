@@ -1,23 +1,9 @@
 """Sharded data parallelism (torch FSDP2) of a causal LM: the recipe of a run in N > 1 processes.
 
-:func:`shard` applies ``fully_shard`` to each decoder layer and to the root with a mixed-precision
-policy: fp32 parameters, sharded over the processes (they ARE the master weights: each process
-keeps and steps 1/N of them), all-gathered in the compute dtype (bf16 when ``bf16`` is on) for the
-forward and backward, gradients reduce-scattered in fp32. No autocast: the policy casts. The
-optimizer steps the local shards (:class:`~ablate.core.training.adafactor.FusedAdafactor` reduces
-the statistics that span shards). One process keeps the bf16-weights + fp32-masters path of
-:mod:`~ablate.core.training.optim` (faster there: docs/training.md).
-
-A checkpoint of a sharded run (:func:`save_checkpoint`) holds the fp32 weights and the optimizer
-state as torch.distributed.checkpoint shards (:data:`SHARDS_DIR`, each process writes its own
-rows); the schedule, the per-process RNG states and the loop's state are beside them
-(:mod:`~ablate.core.training.saving`). Resuming loads them back into the sharded model and
-optimizer (:func:`load_model`, :func:`load_optimizer`), the index ``.metadata`` through
-:class:`MetadataReader` (no arbitrary unpickling of a file that may come from another host).
-
-The fast head (:func:`~ablate.core.training.loss.loss_sum`) calls the decoder and the lm_head
-itself, not ``model.forward``: :func:`gathered` runs it as a forward of the root, so the root's
-weights are gathered around it.
+fp32 parameters sharded over the processes (they are the master weights), all-gathered in the
+compute dtype for the forward and backward, gradients reduce-scattered in fp32; no autocast
+(docs/training.md, "sharded_weights"). A checkpoint's index ``.metadata`` loads through
+:class:`MetadataReader`: no arbitrary unpickling of a file that may come from another host.
 """
 
 from __future__ import annotations
@@ -71,8 +57,7 @@ def _layers(model) -> list[torch.nn.Module]:
 
 
 def device_memory(device: torch.device) -> int:
-    """Bytes of memory one process of this host may use on ``device``: the GPU's; on a CPU its
-    share of the host's memory (the processes of a job share it)."""
+    """Bytes of memory one process of this host may use on ``device`` (on a CPU: its share)."""
     if device.type == "cuda":
         return torch.cuda.get_device_properties(device).total_memory
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
@@ -94,9 +79,8 @@ def shard(model, compute_dtype: torch.dtype):
 
 @contextlib.contextmanager
 def accumulating(model, *, last: bool) -> Iterator[None]:
-    """Around a micro-batch's forward and backward: before the step's last one the gradients
-    accumulate unreduced (no reduce-scatter); the last one's backward reduces them. FSDP2 reads
-    the flag in the backward, so it must hold through it."""
+    """Around a micro-batch's forward and backward: only the step's last one reduces the
+    gradients. FSDP2 reads the flag in the backward, so it must hold through it."""
     if last:
         yield
         return
@@ -116,16 +100,13 @@ def _gathered(model, fn, *args):
 
 
 def gathered(model, fn, *args):
-    """``fn(model, *args)`` as a forward of the sharded ``model``'s root: the root's own weights
-    (embeddings, final norm, lm_head) all-gathered around it, and reduce-scattered in the backward,
-    as for ``model(...)`` (torch's ``register_fsdp_forward_method``). The fast head calls the
-    decoder and the lm_head itself, not ``model.forward``."""
+    """``fn(model, *args)`` as a forward of the sharded ``model``'s root, its own weights
+    gathered around it: the fast head calls the decoder and the lm_head, not ``model.forward``."""
     return getattr(model, _GATHERED)(fn, *args)
 
 
 def full_state_dict(model) -> dict[str, torch.Tensor]:
-    """The whole model's weights on the CPU of process 0 (a collective: every process calls it;
-    the others get an empty dict)."""
+    """The whole model's weights on the CPU of process 0 (a collective; the others get {})."""
     options = StateDictOptions(full_state_dict=True, cpu_offload=True)
     return get_model_state_dict(model, options=options)
 
@@ -139,7 +120,7 @@ LOAD_ERRORS = (Exception, CheckpointException)
 
 def save_checkpoint(model, optimizer, directory: str | os.PathLike) -> None:
     """The weights and optimizer state of a sharded run into ``directory``/:data:`SHARDS_DIR`
-    (a collective: every process writes its shards; the last one to finish writes the index)."""
+    (a collective)."""
     weights, optim = get_state_dict(model, optimizer)
     dcp.save({"model": weights, "optimizer": optim}, checkpoint_id=Path(directory) / SHARDS_DIR)
 
@@ -189,10 +170,8 @@ class _MetadataUnpickler(pickle.Unpickler):
 
 
 class MetadataReader(dcp.FileSystemReader):
-    """torch's checkpoint reader, except for ``.metadata``: torch unpickles it with
-    ``pickle.load``, which runs whatever callable a payload names (a checkpoint comes from
-    another host: a Vast instance). Here only the classes checkpoint metadata consists of load.
-    The body is torch's ``FileSystemReader.read_metadata`` with that unpickler."""
+    """torch's checkpoint reader, except that ``.metadata``, which torch unpickles with
+    ``pickle.load`` (running whatever a payload names), loads only the metadata classes."""
 
     def read_metadata(self, *args, **kwargs):
         path = pytorch.metadata_path(self, kwargs.get("rank"))
@@ -210,8 +189,7 @@ def metadata_file(directory: str | os.PathLike) -> Path:
 
 
 def read_metadata(directory: str | os.PathLike):
-    """The shard index of :func:`save_checkpoint`'s ``directory``, through :class:`MetadataReader`
-    (``pickle.UnpicklingError`` for one that names anything else)."""
+    """The shard index of :func:`save_checkpoint`'s ``directory``, through :class:`MetadataReader`."""
     return MetadataReader(Path(directory) / SHARDS_DIR).read_metadata()
 
 
@@ -227,8 +205,7 @@ def load_model(model, directory: str | os.PathLike) -> None:
 
 
 def load_optimizer(model, optimizer, directory: str | os.PathLike) -> None:
-    """The optimizer state of :func:`save_checkpoint` back into ``optimizer`` (a collective;
-    torch first initialises an empty state with one zero-gradient step at learning rate 0)."""
+    """The optimizer state of :func:`save_checkpoint` back into ``optimizer`` (a collective)."""
     state = {"optimizer": get_optimizer_state_dict(model, optimizer)}
     _load(state, directory)
     set_optimizer_state_dict(model, optimizer, state["optimizer"])

@@ -2,13 +2,6 @@
 layout the GPU's kernels are fast in (the same math); on CUDA only, the fused optimizer kernel
 (the same update, other rounding) and TF32 tensor-core matmuls for weights kept in fp32 (a
 precision change: inputs rounded to a 10-bit mantissa). The CPU's numbers stay as they were.
-
-``compile_layers: true`` compiles each decoder layer in place (``nn.Module.compile``, the regional
-compilation torchtune and the PyTorch recipes use): parameter names, the state_dict, checkpoints
-and the loss's fast head (which calls the decoder body directly) stay as they are, and
-one compiled graph serves every layer. Inductor fuses the norms, the rotary embedding, SiLU x up
-and the bf16/fp32 casts around them; on an H100 the 3.4 B step at fixed 1024-token rows went from
-0.234 to 0.185 s (bench/results/mfu_h100.md).
 """
 
 from __future__ import annotations
@@ -33,11 +26,7 @@ def _decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList:
 
 
 def compile_layers(model: torch.nn.Module) -> int:
-    """Compile every decoder layer of ``model`` in place; returns how many were compiled.
-
-    Shapes start static: a new sequence length (unpacked rows padded to the batch's longest)
-    recompiles once, after which torch marks the length dynamic. Packed rows have one shape.
-    """
+    """Compile every decoder layer of ``model`` in place; returns how many were compiled."""
     layers = _decoder_layers(model)
     for layer in layers:
         layer.compile()
@@ -46,12 +35,8 @@ def compile_layers(model: torch.nn.Module) -> int:
 
 @contextlib.contextmanager
 def layers_compiled(model: torch.nn.Module, on: bool = True):
-    """Within: ``model``'s decoder layers run compiled (:func:`compile_layers`, compiled once and
-    kept for the next time); after: eager again. For a model that also decodes: the decode step
-    is compiled whole (:mod:`ablate.core.models.generation`), and compiled layers called with a KV
-    cache would recompile per layer (torch guards on each layer's cache entry) until torch's
-    recompile limit sends the rest back to eager. The backward of a forward run within stays
-    compiled."""
+    """Within: ``model``'s decoder layers run compiled; after: eager again (for a model that also
+    decodes, compiled layers would recompile per KV cache entry)."""
     if not on:
         yield
         return
@@ -65,14 +50,9 @@ def token_cross_entropy(
     ignore_index: int,
     reduction: str = "mean",
 ) -> torch.Tensor:
-    """Cross-entropy of per-position logits ``[B, T, V]`` against labels ``[B, T]``.
-
-    On CUDA the positions are flattened to ``[B*T, V]`` rows (:func:`rows_cross_entropy`). The
-    class-second layout ``cross_entropy(logits.transpose(1, 2), labels)`` is the same function,
-    but on a GPU it runs PyTorch's spatial NLL kernel and a log-softmax over a strided dimension:
-    with a 128k vocabulary, 10 x 128 answer tokens, it took 241 of a 417 ms bridge training step
-    on an H100 (bench/results/bridge_speed_h100.md). On the CPU that layout is kept: its float
-    rounding is what the embedded runs were pinned with, and there it is not slower."""
+    """Cross-entropy of logits ``[B, T, V]`` against labels ``[B, T]``; on CUDA as ``[B*T, V]``
+    rows (the class-second layout is slow there: bench/results/bridge_speed_h100.md), on the CPU
+    class-second: the rounding the embedded runs were pinned with."""
     if logits.device.type == "cuda":
         return rows_cross_entropy(logits, labels, ignore_index, reduction)
     return F.cross_entropy(
@@ -90,16 +70,14 @@ def rows_cross_entropy(
 
 
 def fp32_optimizer_kwargs(params) -> dict[str, bool]:
-    """``fused=True`` for a torch Adam/AdamW whose parameters are on CUDA: one kernel for the
-    whole update instead of a few per tensor group (the same update up to rounding; 11 -> 5 ms of
-    a bridge step on an H100). On the CPU nothing changes."""
+    """``fused=True`` for a torch Adam/AdamW whose parameters are on CUDA (the same update up to
+    rounding)."""
     return {"fused": True} if all(p.is_cuda for p in params) else {}
 
 
 def tf32_matmuls(device) -> None:
-    """On CUDA let fp32 matmuls run on the tensor cores in TF32 (fp32 accumulation, inputs
-    rounded to a 10-bit mantissa): a trained fp32 module beside frozen bf16 models (the bridge's
-    translator) otherwise runs at a fraction of the GPU's rate (about 23 ms of a 230 ms bridge
-    step on an H100, bench/results/bridge_speed_h100.md). Process-wide; no effect on CPU."""
+    """On CUDA let fp32 matmuls run on the tensor cores in TF32, process-wide: a trained fp32
+    module beside frozen bf16 models runs at a fraction of the GPU's rate otherwise
+    (bench/results/bridge_speed_h100.md)."""
     if torch.device(device).type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True

@@ -1,24 +1,11 @@
 """A run with ``loss_vocab: corpus`` trains only the rows of a tied embedding its data uses.
 
-The embedded model keeps Tekken's 131,072-row tied embedding, and the corpus loss
-(:func:`ablate.core.training.loss.vocab_head_loss`) scores only the few hundred ids its data
-holds. Every other row gets gradient 0, and an elementwise optimizer without weight decay
-updates it by exactly 0. A step over the whole [V, d] table still zero-fills two gradients of its
-size (the head's gather, the embedding's lookup), adds them, takes their norm for the clip and
-runs AdamW over all of them: about half of a CPU pretraining step (bench/results/first_run_cpu.md).
-
-:func:`cut` puts one [k, d] parameter of the used rows in the table's place: the input ids are
-remapped to its rows, and the head is a linear layer over it. :meth:`Rows.whole` writes the
-rows back and restores the model's own modules. The weights equal those of training the whole
-table bit for bit on the CPU (tests/mask/test_training.py): each row's gradient sums the same
-terms in the same order, AdamW works element by element, and the clip's norm adds the same
-squares in the same vector lanes, because a row of d floats (d a multiple of 16) fills whole
-vectors. On a GPU the norm's reduction is split by size, so the clip factor can differ in its
-last bit.
-
-Nothing is cut where the other rows would move (weight decay, Adafactor's factored statistics),
-where the table is not tied, where the run is data-parallel (sharded modules) or where the
-optimizer keeps fp32 master copies (they, not the table, are the weights saved).
+The other rows get gradient 0 (an update of exactly 0 by an elementwise optimizer without weight
+decay), yet a step over the whole table costs about half a CPU pretraining step
+(bench/results/first_run_cpu.md). The weights equal the whole table's bit for bit on the CPU
+(tests/mask/test_training.py): the clip's norm adds the same squares in the same vector lanes
+because a row of d floats (d a multiple of 16) fills whole vectors; on a GPU the clip factor can
+differ in its last bit.
 """
 
 from __future__ import annotations
@@ -84,10 +71,8 @@ class Rows:
 
     @contextlib.contextmanager
     def whole(self) -> Iterator[None]:
-        """The model's own table, whole, with the rows trained written into it (for the final
-        save); then the cut again: what the run's steps trained, so that a checkpoint saved
-        after (the finished training kept after a late signal) holds the table as a rerun,
-        which cuts it before it resumes, holds it."""
+        """The model's own table, whole, the trained rows written into it (the final save); then
+        the cut again, as a checkpoint saved after and its rerun hold it."""
         with torch.no_grad():
             self.embedding.to(self.weight.device)  # the model may have moved since the cut
             self.embedding.weight[self.ids] = self.weight.to(self.embedding.weight.dtype)
@@ -117,8 +102,8 @@ def why_not(model, params: TrainParams) -> str | None:
 
 
 def cut(model, ids: Iterable[int], extra: Iterable[int | None] = ()) -> Rows:
-    """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the padding id the
-    collator writes); for a run :func:`why_not` finds nothing against."""
+    """``model``'s tied table cut to the rows ``ids`` and ``extra`` (e.g. the collator's padding
+    id)."""
     keep = set(int(i) for i in ids) | {int(i) for i in extra if i is not None}
     pad = model.get_input_embeddings().padding_idx
     if pad is not None:

@@ -1,21 +1,9 @@
 """Stall watchdog: a training job whose steps stop (an NCCL or data-loader hang, a deadlock) is
 failed within a bound instead of holding its GPU, and billing, until someone looks.
 
-It runs in the job itself, so it applies wherever the job runs: locally, under SLURM (where
-Snakemake's ``runtime`` resource bounds only the job's whole wall clock) and on a Vast.ai
-instance (where the executor otherwise polls a live process forever). Progress is any step
-ending or any evaluation batch; when none came for the bound, it prints which bound was crossed
-and every thread's stack, and ends the process with :data:`STALL_EXIT`. The job fails, and
-Snakemake's ``retries`` reruns it (on Vast on a new instance), resuming from the last complete
-checkpoint.
-
-The bound (:func:`stall_bound`): ``stall_s`` when the config sets it; else
-``STALL_FACTOR`` x the step time forecast from the job's own steps (their median, after the first,
-which compiles) x the checkpoint interval (``save_steps``; ``eval_steps`` or ``logging_steps``
-without checkpoints), at least ``STALL_MIN_S`` (a save or an evaluation between two steps). Until
-the first steps are timed the bound is ``STALL_START_S`` (the first step compiles kernels).
-A hang that holds the GIL (in C code) stops this thread too: ``faulthandler`` is armed as well,
-at 1.5 x the bound, and needs no GIL.
+It runs in the job itself, so it applies locally, under SLURM and on Vast; :data:`STALL_EXIT`
+has Snakemake's ``retries`` rerun the job from its last checkpoint. A hang that holds the GIL
+stops this thread too: ``faulthandler``, which needs no GIL, is armed at 1.5 x the bound.
 """
 
 from __future__ import annotations
@@ -65,8 +53,8 @@ def stall_bound(params: LoopParams, step_times: list[float]) -> tuple[float, str
 
 
 def _fault_file() -> Any:
-    """Where faulthandler writes: stderr, or the process's original stderr where sys.stderr is a
-    stream without a file descriptor (a test's captured output, a notebook)."""
+    """stderr, or the original stderr where sys.stderr has no file descriptor (faulthandler needs
+    one)."""
     try:
         sys.stderr.fileno()
         return sys.stderr
@@ -75,8 +63,7 @@ def _fault_file() -> Any:
 
 
 class StallWatchdog:
-    """Ends the process when no training progress came for the bound (module doc): the loop calls
-    :meth:`start`, :meth:`progress` after each step and evaluation batch, and :meth:`stop`."""
+    """Ends the process when no training progress (:meth:`progress`) came for the bound."""
 
     def __init__(self, params: LoopParams, step_times: list[float], label: str):
         self.params, self.step_times, self.label = params, step_times, label
