@@ -1,30 +1,11 @@
 """The recovery table: every evaluation of the study in one long-format frame.
 
-One row per (task incl. ``macro``, stage, variant, eval policy). Scores are compared with the
-two reference evaluations of the base model, matched per task:
+Each row is compared with the base model under causal (stage 1) and under the ablated policy
+(stage 2), paired per item where samples.parquet exists, else by stderrs; columns and when each
+is empty: docs/guide.md. ``protocol`` and ``sft_format`` name how a number was made, so numbers
+of two protocols are never compared unknowingly.
 
-- stage 1: base model under ``causal`` (what the model can do),
-- stage 2: base model under the ablated policy (what the ablation costs),
-
-so ``delta_vs_stage1 = score - stage1``, ``retention_vs_stage1 = score / stage1``,
-``gain_vs_stage2 = score - stage2`` and ``recovered_fraction = (score - stage2) / (stage1 -
-stage2)``. Each difference comes with a confidence interval and p-value from a paired test on the
-per-item results (samples.parquet; :mod:`ablate.core.reports.stats`), or, without them, an unpaired
-z test on the stderrs. A derived number is given only where it means something (``note`` says why
-one is empty): ``gain_vs_stage2`` on rows under the ablated policy (and stage 1: the drop), never on
-a finetune evaluated under causal; ``recovered_fraction`` on those rows only where the stage-1 to
-stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors 1 and 0).
-``within_noise`` says whether the row's own comparison is not significant: the recovery (vs stage
-2) for a finetune under the ablated policy, the drop or side effect (vs stage 1) otherwise. Each
-row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance,
-and names how its number was made: ``protocol``, the evaluation's scoring (config
-``mask.eval.protocol``, from the record's config slice) and ``sft_format``, the finetune's SFT
-template (its ``params.sft_format``; empty for the base model), so numbers of two protocols are
-never compared unknowingly.
-
-CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
-where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects
-(a seed's also ``base`` and ``seed``: the table then has the :data:`SEED_COLUMNS`).
+CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``.
 """
 
 from __future__ import annotations
@@ -184,9 +165,8 @@ def _macro_stderr(task_rows: list[dict[str, Any]], correct: pd.Series | None) ->
 
 
 def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.Paired:
-    """``row``'s score against ``ref``'s on ``task`` (rows of the table): paired per item when
-    both evaluations have their items (macro: every item, a macro over tasks), else an unpaired
-    z test on the stderrs."""
+    """``row``'s score against ``ref``'s on ``task``: paired per item when both have their items
+    (macro: every item), else an unpaired z test on the stderrs."""
     if ref_items is not None and row_items is not None:
         sel = (lambda s: s) if task == MACRO else (lambda s: s.loc[[task]])
         a, b = sel(ref_items), sel(row_items)
@@ -212,16 +192,10 @@ def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.P
 
 
 def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFrame:
-    """The long-format recovery table from evaluation entries.
-
-    Each entry: ``stage`` (1 = base causal, 2 = base ablated, 4 = a stage-3 finetune, 5 = a
-    stage-5 finetune), ``variant`` (``base`` or the finetune variant), ``train_policy`` (None for
-    the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
-    (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
-    finetune that produced the evaluated checkpoint) and ``sft_format`` (its SFT template). Exactly
-    one stage-1 and one stage-2 entry are required: every other row is compared to them.
-    ``alpha``: the tests' significance level.
-    """
+    """The long-format recovery table from evaluation entries: ``stage`` (1 base causal, 2 base
+    ablated, 4 or 5 a finetune), ``variant``, ``train_policy``, ``metrics`` (a metrics.json path
+    or dict), optionally ``samples`` (path or frame: paired tests), ``train_run_id`` and
+    ``sft_format``. Exactly one stage-1 and one stage-2 entry: every row is compared to them."""
     rows, correct = [], {}
     for entry in entries:
         entry_rows, entry_items = _rows(entry)
@@ -329,14 +303,9 @@ def entries_from_results(
     summaries: Iterable[str | Path] = (),
     samples_files: Iterable[str | Path] = (),
 ) -> list[dict[str, Any]]:
-    """Entries for :func:`build_recovery` from the pipeline's layout.
-
-    ``metrics_files`` are the evaluations' metrics.json; ``labels`` maps each to its ``stage``,
-    ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.layout.recovery_labels``);
-    ``samples_files`` their ``samples.parquet`` siblings (matched by folder; an evaluation without
-    one is compared through its stderrs); ``summaries`` are ``.../finetune/<variant>/summary.json``,
-    whose run_id becomes ``train_run_id`` and whose ``params.sft_format`` ``sft_format``.
-    """
+    """Entries for :func:`build_recovery`: ``labels`` from ``ablate.mask.layout.recovery_labels``,
+    samples matched to metrics by folder, each finetune's summary.json giving its run_id and
+    ``params.sft_format``."""
     train_run_ids, sft_formats = {}, {}
     for s in summaries:
         prov = json.loads(Path(s).read_text()).get("provenance") or {}
@@ -367,9 +336,8 @@ def entries_from_results(
 def protocol_line(
     protocols: Iterable[str | None], metrics: Iterable[str], sft_formats: Iterable[str | None]
 ) -> str:
-    """One sentence naming how a table's numbers were made: the evaluations' scoring protocols,
-    their headline metrics and the finetunes' SFT formats (each distinct value, sorted; an
-    unrecorded one is "unrecorded"), for the claims and the report (docs/differences.md)."""
+    """One sentence naming the table's scoring protocols, headline metrics and SFT formats (each
+    distinct value, sorted), for the claims and the report."""
 
     def names(values) -> str:
         return ", ".join(sorted({"unrecorded" if v is None or v != v else str(v) for v in values}))
@@ -400,10 +368,7 @@ def write_recovery(
 
 
 def to_latex(df: pd.DataFrame, source: str) -> str:
-    """The macro rows as a paper's booktabs table: stage, variant (and seed), evaluation policy,
-    score with its standard error, the change from stage 1 with its 95 % interval and the
-    recovered fraction; each row's metrics.json and run id named above it, the protocol line
-    under the sources."""
+    """The macro rows as a paper's booktabs table, their sources and the protocol line."""
     from ablate.core.reports.latex import booktabs
 
     def num(v, fmt: str = "{:.3f}") -> str:
