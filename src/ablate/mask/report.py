@@ -1,9 +1,6 @@
 """Figures for the Snakemake report: per-task scores by stage with the drop and the recovery, and
-training loss curves.
-
-Both read only pipeline outputs (the recovery table, training ``summary.json`` files), so they can
-be redrawn from a finished results folder without any model.
-"""
+training loss curves. Both read only pipeline outputs, so a finished results folder can redraw
+them without any model."""
 
 from __future__ import annotations
 
@@ -27,8 +24,8 @@ def _evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
 
 
 def _distinct_colors(n: int) -> list:
-    """``n`` colours, no two alike: tab10's; tab20's (tab10's hues, dark and light) for up to
-    twenty series (seeded variants give more than ten); evenly spaced hues beyond."""
+    """``n`` colours, no two alike: tab10's, tab20's up to twenty (seeds), evenly spaced hues
+    beyond."""
     for name in ("tab10", "tab20"):
         if n <= len(palette := plt.get_cmap(name).colors):
             return list(palette[:n])
@@ -39,28 +36,22 @@ def _distinct_colors(n: int) -> list:
 #: its size (1400 px wide window), where 10 pt at :data:`DPI` is 11 px
 MIN_FONT_PT = 10
 DPI = 120
-#: the PNG text chunk that holds the smallest text's size in the image's own pixels (the report
-#: test scales it by how large the browser shows the image)
+#: PNG text chunk: the smallest text's size in image pixels (the report test scales it)
 MIN_FONT_KEY = "ablate:min_font_px"
-#: the PNG text chunk that holds the scores the bars draw, as JSON: each name as
-#: ``ablate runs`` and docs/expected_results.csv name it (ablate.mask.status.score_name) -> its
-#: score, so a test reads what the picture shows (the README's copy of it)
+#: PNG text chunk: the scores the bars draw, as JSON by score_name, so a test reads what the
+#: picture (the README's copy) shows
 SCORES_KEY = "ablate:scores"
 
 
 def _drawn_scores(df: pd.DataFrame) -> dict[str, float]:
-    """The scores of the recovery table's rows that the score plot draws as bars (every task and
-    the macro, per model and eval policy), named as ablate.mask.status.run_scores names them."""
+    """The scores the score plot draws as bars, by ablate.mask.status.score_name."""
     return {score_name(r): float(r["score"]) for r in df.to_dict("records") if pd.notna(r["score"])}
 
 
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Two panels side by side (a third with seeds: the spread over seeds), one legend below
-    them, so the report's first screen shows the figure under both studies' claims with its text
-    readable. Left: grouped bars, one group per task (macro last), one bar per evaluation in
-    stage order. Right: the differences that carry the finding, with their confidence intervals:
-    the drop (stage 2 - stage 1) and each finetune's recovery under the ablated policy (score -
-    stage 2); hollow markers are within noise."""
+    """Scores by task and evaluation beside the drop and each recovery with their intervals (a
+    third panel with seeds), one legend below: wide and short, so the report's first screen shows
+    it under both studies' claims with its text readable."""
     df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
@@ -125,8 +116,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
 
 
 def _plot_seed_spread(ax, df: pd.DataFrame) -> None:
-    """The macro score of every seed of each seeded variant, per evaluation policy: one dot per
-    seed, a bar at their mean (the spread a single seed's number hides)."""
+    """Each seed's macro score per seeded variant and policy, a bar at their mean."""
     macro = df[(df["task"] == MACRO) & df["seed"].notna()]
     groups = list(macro.groupby(["stage", "base_variant", "eval_policy"], sort=True))
     for i, (_, sel) in enumerate(groups):
@@ -148,8 +138,7 @@ def _plot_seed_spread(ax, df: pd.DataFrame) -> None:
 
 
 def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> None:
-    """Drop (stage-2 rows vs stage 1) and recovery (finetunes under the ablated policy vs stage
-    2) per task, with the table's confidence intervals."""
+    """Drop and recovery per task, with the table's confidence intervals."""
     ablated = df.loc[df.stage == 2, "eval_policy"].iloc[0] if (df.stage == 2).any() else None
     series = [("drop: S2 - S1", df[df.stage == 2], "delta_vs_stage1", (2, "base", ablated))]
     finetuned = df[(df.stage > 2) & (df.eval_policy == ablated)]
@@ -181,9 +170,8 @@ def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> N
 
 
 def stopped_early(summary: dict) -> bool:
-    """Whether a training run stopped before its step budget: a stop rule (plateau, no learning,
-    a non-finite loss) that fired at the last step (5B's plateau rule at its max_steps) ended
-    nothing early."""
+    """Whether a training run stopped before its step budget (a stop rule that fired at the last
+    step ended nothing early)."""
     stop = (summary.get("stop") or {}).get("reason")
     done, budget = summary.get("steps_done"), summary.get("max_steps")
     if not stop or stop == "max_steps":
@@ -192,11 +180,8 @@ def stopped_early(summary: dict) -> bool:
 
 
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Train loss (lines) and held-out loss (markers) per run, pretraining in its own panel.
-
-    Each summary is a training ``summary.json`` (``curves: {train: [{step, loss}], eval:
-    [{step, eval_loss}]}``); runs are labelled by their folder name and policy.
-    """
+    """Train loss (lines) and held-out loss (markers) per training summary.json, pretraining in
+    its own panel."""
     runs = []
     for path in summaries:
         data = json.loads(Path(path).read_text())
