@@ -1,8 +1,7 @@
 """The argument parsers of the mask study's torch commands: ``ablate probe``, ``eval``, ``train``.
 
-They live here, apart from the commands' modules, because importing those pulls in torch,
-transformers and lm-eval (tens of seconds): :func:`ablate.cli.main` parses with these first, so
-``--help`` and a wrong argument answer at once. Pure Python (no torch).
+Apart from the commands' modules, whose import pulls in torch and lm-eval (tens of seconds), so
+``--help`` and a wrong argument answer at once.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """The architecture families whose mask policies are proven, and the refusal of every other one.
 
-A policy reaches the model through transformers' mask builders (:mod:`ablate.mask.masks`); an
-architecture that builds its masks its own way can ignore it, and the failure is quiet: the model
-stays causal. So the mask study runs a model only when its config's ``model_type`` is in
-:data:`PROVEN`, on a backend listed there: each entry is proven by the perturbation audit of
-tests/mask/test_masks.py on a tiny random config of the family (every policy, both paddings, the
-decode step), run as one test node (:func:`proof`). Anything else is refused with one line naming
-the ``model_type`` and that test, before any job wherever the config can be read
-(:func:`check_study`, called when the workflow is parsed) and in any case when the model loads,
-before its weights are read (:func:`check_config`, ``modeling.load_causal_lm``'s
-``config_check``). Adding a family: docs/masks.md, "Proven families".
+An architecture that builds its masks its own way can ignore a policy, and the failure is quiet:
+the model stays causal. So anything not in :data:`PROVEN` is refused, when the workflow is parsed
+where the config can be read (:func:`check_study`) and in any case before a model's weights load
+(:func:`check_config`). The audit and adding a family: docs/masks.md, "Proven families".
 
 No torch, no transformers: the Snakefile imports this.
 """
@@ -116,9 +110,8 @@ def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "
 
 
 def check_config(config: Any, attn_implementation: str | None = None, *, what: str = "") -> None:
-    """Refuse a model config (a transformers config or its config.json dict) the audit has not
-    proven: its ``model_type``, ``attn_implementation``, and keys that override the policies
-    (:data:`OVERRIDING_KEYS`, also in a wrapper's text config)."""
+    """Refuse a model config (a transformers config or a config.json dict) the audit has not
+    proven: its ``model_type``, backend, or :data:`OVERRIDING_KEYS` (also in a text config)."""
     cfg = config if isinstance(config, Mapping) else config.to_dict()
     model_type = cfg.get("model_type")
     what = what or f"the model ({cfg.get('_name_or_path') or model_type})"
@@ -135,10 +128,8 @@ def check_config(config: Any, attn_implementation: str | None = None, *, what: s
 def read_model_config(
     path: str, revision: str | None = None, models: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], str] | None:
-    """A model's config.json, offline, and where it came from: a local directory's, the local
-    Hugging Face cache's (a hub id), or the text config of its ``models:`` entry in the planner's
-    measurements file (``models``); None when none has it (then the model is checked when it
-    loads)."""
+    """A model's config.json, offline, and where it came from: a local folder's, the HF cache's,
+    or its ``models:`` entry's in the planner's measurements file; None when none has it."""
     local = Path(path) / "config.json"
     if local.is_file():
         return json.loads(local.read_text()), str(local)
@@ -173,11 +164,8 @@ def check_study(
     measurements=None,
     where: str = "mask.model",
 ) -> None:
-    """The mask study's base model, checked when the workflow is parsed (before any job): the
-    embedded model is a tiny one of ``mask.model.embedded.family`` (its model_type); a pretrained
-    one is read offline
-    (:func:`read_model_config`; ``measurements``: the planner's file, for its ``models:``).
-    ``where``: the model's config key (``mask.models.<name>`` for one of several)."""
+    """The mask study's base model, checked when the workflow is parsed (a pretrained one read
+    offline); ``where``: the model's config key (``mask.models.<name>`` for one of several)."""
     model = mask["model"]
     if model["source"] == "embedded":
         embedded = model.get("embedded", {})

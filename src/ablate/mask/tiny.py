@@ -90,9 +90,8 @@ _MINISTRAL3_ROPE = {
 
 
 def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The keys of :func:`tiny_config`'s config as a dict, its ``model_type`` included, without
-    importing transformers (the planner counts the model's parameters from it). A family not in
-    :data:`FAMILIES`, or an ``arch`` key the family cannot honour, is refused."""
+    """:func:`tiny_config`'s keys and ``model_type`` as a dict, without importing transformers
+    (the planner counts parameters from it); an ``arch`` key the family cannot honour is refused."""
     from ablate.core.config import ConfigError, schema_defaults
 
     if family not in FAMILIES:
@@ -130,10 +129,8 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
 
 
 def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The transformers config of a tiny model of ``family`` (:data:`FAMILIES`): the sizes of the
-    config schema's ``mask.model.embedded.arch`` defaults, Tekken's special-token ids, then
-    ``overrides`` (:func:`tiny_params`). ``vocab_size`` defaults to Tekken's (the pipeline passes
-    its tokenizer's). An ``arch`` key the family cannot honour is refused, never ignored."""
+    """The transformers config of a tiny model of ``family``: the schema's
+    ``mask.model.embedded.arch`` sizes, Tekken's token ids, then ``overrides``."""
     import transformers
 
     from ablate.core.config import ConfigError
