@@ -1,5 +1,6 @@
-"""The mask study's answer to its question, in one sentence with the numbers: how much of the
-prefill ablation's drop each finetune wins back, read back from the recovery claims' evidence
+"""The mask study's answer to its question, in one sentence with the numbers.
+
+Each finetune's share of the ablation's drop, read back from the recovery claims' evidence
 (:func:`share_text`). No pandas, no torch: the terminal's summary and ``ablate status`` read it.
 """
 

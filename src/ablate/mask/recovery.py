@@ -25,37 +25,12 @@ from ablate.core.reports import stats
 from ablate.mask import items
 
 #: Column order of the table (the contract with the report and the tests; README.md).
-COLUMNS = [
-    "task",
-    "stage",
-    "variant",
-    "train_policy",
-    "sft_format",
-    "eval_policy",
-    "metric",
-    "protocol",
-    "score",
-    "stderr",
-    "n",
-    "chance",
-    "delta_vs_stage1",
-    "delta_vs_stage1_ci_low",
-    "delta_vs_stage1_ci_high",
-    "p_vs_stage1",
-    "retention_vs_stage1",
-    "gain_vs_stage2",
-    "gain_vs_stage2_ci_low",
-    "gain_vs_stage2_ci_high",
-    "p_vs_stage2",
-    "recovered_fraction",
-    "within_noise",
-    "test",
-    "note",
-    "run_id",
-    "train_run_id",
-    "metrics_file",
-    "samples_file",
-]
+COLUMNS = """
+task stage variant train_policy sft_format eval_policy metric protocol score stderr n chance
+delta_vs_stage1 delta_vs_stage1_ci_low delta_vs_stage1_ci_high p_vs_stage1 retention_vs_stage1
+gain_vs_stage2 gain_vs_stage2_ci_low gain_vs_stage2_ci_high p_vs_stage2 recovered_fraction
+within_noise test note run_id train_run_id metrics_file samples_file
+""".split()
 #: Inserted after ``variant`` when a variant has seeds (config ``seeds``): the declared variant a
 #: row's seed belongs to and the seed (a study without seeds keeps :data:`COLUMNS` as they were).
 SEED_COLUMNS = ["base_variant", "seed"]

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from ablate.mask.recovery import MACRO, protocol_line  # noqa: E402
 from ablate.mask.status import score_name  # noqa: E402
@@ -236,21 +237,15 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
     return _save(fig, out)
 
 
-def min_font_px(fig, dpi: float = DPI) -> float:
-    """The size of the smallest text the figure draws, in pixels of its image at ``dpi``."""
-    from matplotlib.text import Text
-
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-    return min(sizes) * dpi / 72
-
-
 def _save(fig, out: str | os.PathLike, text: dict[str, str] | None = None) -> Path:
     """Save ``fig``; a PNG carries :data:`MIN_FONT_KEY` and ``text`` as text chunks."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = (
-        {MIN_FONT_KEY: f"{min_font_px(fig):.2f}", **(text or {})} if out.suffix == ".png" else None
-    )
+    meta = None
+    if out.suffix == ".png":
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        min_px = min(t.get_fontsize() for t in texts) * DPI / 72
+        meta = {MIN_FONT_KEY: f"{min_px:.2f}", **(text or {})}
     # legends sit outside the axes
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata=meta)
     plt.close(fig)
