@@ -1,7 +1,6 @@
 """The mask study's layout (its study part ``layout``, :mod:`ablate.core.jobs`): files and jobs,
-derived from a config.
+derived from a config: :func:`jobs` is the one job list.
 
-:func:`jobs` is the one job list the rules, STATUS, the planner and the recovery table all read.
 Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
 """
 
@@ -151,7 +150,7 @@ def models(variants: dict[str, Any]) -> list[str]:
 
 
 def _eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
-    """base x causal = 1, base x ablated = 2, a stage-3 finetune's evaluation = 4, a stage-5 one's 5."""
+    """base x causal = 1, base x ablated = 2, a stage-3 finetune's = 4, a stage-5 one's 5."""
     if model == BASE:
         return 1 if policy == "causal" else 2
     return {3: 4, 5: 5}[int(variants[model]["stage"])]
@@ -176,8 +175,7 @@ def finetune_slice(name: str, variant: dict[str, Any]) -> dict[str, Any]:
 def _job(
     cfg: dict[str, Any], rule: str, name: str | None = None, *, files: str | None = None, **kw: Any
 ) -> Job:
-    """A core Job of this study, ``name`` and ``files`` the rule's unless given; its config slice
-    ``config`` when given, else a node of :data:`SLICE_NODES`."""
+    """A core Job of this study; its config slice ``config`` or a node of :data:`SLICE_NODES`."""
     wc = kw.pop("wildcards", {})
     outputs = {n: PATTERNS[key].format(**wc) for n, key in _RULE_OUTPUTS[files or rule].items()}
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
@@ -315,8 +313,7 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
 def _claims_upstream(
     config: dict[str, Any], variants: dict[str, Any], evals: list[Job]
 ) -> list[str]:
-    """The evaluations the claims read, as job names: so STATUS does not call the claims stale
-    for an evaluation they never read."""
+    """The evaluations the claims read: STATUS calls the claims stale for those alone."""
     claimed = claims_evaluations(
         resolve_claims(config["mask"]["claims"], variants), config["mask"]["eval"]["ablated_policy"]
     )
@@ -326,8 +323,7 @@ def _claims_upstream(
 def _table_jobs(
     config: dict[str, Any], evals: list[str], finetunes: list[str], claimed: list[str]
 ) -> list[Job]:
-    """The recovery table, the report's plots and the claims; each job's upstream the jobs whose
-    files its rule reads (STATUS calls it stale as Snakemake reruns it)."""
+    """The recovery table, plots and claims, each upstream of what its rule reads."""
     pretrain = ["prepare_model"] if config["mask"]["model"]["source"] == "embedded" else []
     return [
         # the recovery table reads the finetunes' summaries too: their steps and stop
@@ -339,8 +335,7 @@ def _table_jobs(
 
 
 def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list[Job]:
-    """Every job of the mask study for a schema-validated config, in run order. A multi-model
-    config: the data, each model's study in its folder, then the cross-model table and claims."""
+    """Every job of the mask study for a schema-validated config, in run order."""
     variants = variants_of(config) if variants is None else variants
     lms = model_dim.names(config)
     if not lms:
@@ -376,8 +371,7 @@ def _cross_model_jobs(config: dict[str, Any], per_model: list[Job]) -> list[Job]
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the mask study ends with (a multi-model config: the cross-model
-    table and claims, and each model's plots)."""
+    """The files a full run of the mask study ends with."""
     tables = ("recovery_csv", "recovery_parquet", "claims_csv")
     plots = ("plot_scores", "plot_loss_curves")
     lms = model_dim.names(config)
@@ -394,8 +388,7 @@ def model_path(config: dict[str, Any], lm: str, key: str, **wildcards: str) -> s
 
 
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
-    """metrics.json path -> the recovery table's labels of its rows (stage, variant, train_policy,
-    a seed's base and seed)."""
+    """metrics.json path -> how the recovery table labels its rows."""
     out = {}
     for j in job_list:
         if j.rule == "eval_model":
@@ -410,7 +403,6 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's section with, of its claims, the roles alone (they name the evaluations the
-    claims job reads): a margin or level leaves the plan as is."""
+    """The study's section with, of its claims, the roles alone (a margin leaves the plan as is)."""
     roles = {r: config["mask"]["claims"].get(r) for r in CLAIM_ROLES}
     return {**{k: v for k, v in config["mask"].items() if k != "claims"}, "claims": roles}

@@ -1,11 +1,8 @@
 """The recovery table: every evaluation of the study in one long-format frame.
 
 Each row is compared with the base model under causal (stage 1) and under the ablated policy
-(stage 2), paired per item where samples.parquet exists, else by stderrs; columns and when each
-is empty: docs/guide.md. ``protocol`` and ``sft_format`` name how a number was made, so numbers
-of two protocols are never compared unknowingly.
-
-CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``.
+(stage 2); columns and when each is empty: docs/guide.md. ``protocol`` and ``sft_format`` name how
+a number was made, so numbers of two protocols are never compared unknowingly.
 """
 
 from __future__ import annotations
@@ -140,8 +137,7 @@ def _macro_stderr(task_rows: list[dict[str, Any]], correct: pd.Series | None) ->
 
 
 def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.Paired:
-    """``row``'s score against ``ref``'s on ``task``: paired per item when both have their items
-    (macro: every item), else an unpaired z test on the stderrs."""
+    """``row``'s score against ``ref``'s on ``task``: paired per item, else by stderrs."""
     if ref_items is not None and row_items is not None:
         sel = (lambda s: s) if task == MACRO else (lambda s: s.loc[[task]])
         a, b = sel(ref_items), sel(row_items)
@@ -167,10 +163,8 @@ def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.P
 
 
 def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFrame:
-    """The long-format recovery table from evaluation entries: ``stage`` (1 base causal, 2 base
-    ablated, 4 or 5 a finetune), ``variant``, ``train_policy``, ``metrics`` (a metrics.json path
-    or dict), optionally ``samples`` (path or frame: paired tests), ``train_run_id`` and
-    ``sft_format``. Exactly one stage-1 and one stage-2 entry: every row is compared to them."""
+    """The long-format table from evaluation entries (:func:`entries_from_results`): exactly
+    one stage-1 and one stage-2 entry, which every row is compared to."""
     rows, correct = [], {}
     for entry in entries:
         entry_rows, entry_items = _rows(entry)
@@ -278,9 +272,7 @@ def entries_from_results(
     summaries: Iterable[str | Path] = (),
     samples_files: Iterable[str | Path] = (),
 ) -> list[dict[str, Any]]:
-    """Entries for :func:`build_recovery`: ``labels`` from ``ablate.mask.layout.recovery_labels``,
-    samples matched to metrics by folder, each finetune's summary.json giving its run_id and
-    ``params.sft_format``."""
+    """Entries for :func:`build_recovery` from the pipeline's files and its job list's labels."""
     train_run_ids, sft_formats = {}, {}
     for s in summaries:
         prov = json.loads(Path(s).read_text()).get("provenance") or {}
@@ -311,8 +303,7 @@ def entries_from_results(
 def protocol_line(
     protocols: Iterable[str | None], metrics: Iterable[str], sft_formats: Iterable[str | None]
 ) -> str:
-    """One sentence naming the table's scoring protocols, headline metrics and SFT formats (each
-    distinct value, sorted), for the claims and the report."""
+    """One sentence naming how the table's numbers were made, for the claims and the report."""
 
     def names(values) -> str:
         return ", ".join(sorted({"unrecorded" if v is None or v != v else str(v) for v in values}))
