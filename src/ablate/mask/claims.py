@@ -1,7 +1,7 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
-Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". Every test is
-paired on per-item correctness; an evaluation that does not exist yet makes its claims "not run".
+Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". An evaluation
+that does not exist yet makes its claims "not run".
 """
 
 from __future__ import annotations
@@ -58,8 +58,7 @@ def _above_chance(name: str, margin: float, cfg: dict[str, Any]):
 
 
 def _hurts_broadly(s1: str, s2: str, tasks: list[str], cfg: dict[str, Any]):
-    """Rule: the macro drops significantly by ``min_drop`` or more from ``s1`` to ``s2``, with
-    ``min_tasks_hurt`` tasks or more each dropping significantly."""
+    """Rule: the macro drops significantly by ``min_drop`` or more, ``min_tasks_hurt`` tasks too."""
     alpha, min_drop, min_tasks = cfg["alpha"], cfg["min_drop"], cfg["min_tasks_hurt"]
 
     def rule(ev: Evidence) -> ClaimResult:
@@ -89,8 +88,8 @@ def _hurts_broadly(s1: str, s2: str, tasks: list[str], cfg: dict[str, Any]):
 
 
 def _recovers(subject: str, name: str, s1: str, s2: str, cfg: dict[str, Any]):
-    """Rule for "the finetune ``subject`` scores above ``s2``": :func:`beats`, its evidence ending
-    with the share of the drop ``s1 - s2`` won back; inconclusive where there is no drop."""
+    """Rule: ``subject`` beats ``s2``, with the share of the drop ``s1 - s2`` it wins back (no
+    drop: inconclusive)."""
     alpha = cfg["alpha"]
     win = beats(subject, s2, **_tests(cfg))
 
@@ -230,8 +229,7 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
 
 
 def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | Path]) -> Evidence:
-    """Per-item correctness of every evaluation ``.../eval/<model>/<policy>/`` whose metrics.json
-    and samples.parquet both exist, pooled over tasks and per task."""
+    """Per-item correctness of every evaluation whose metrics.json and samples.parquet exist."""
     samples = {Path(f).parent: Path(f) for f in samples_files}
     inputs: dict[str, Samples] = {}
     chance: dict[str, float] = {}
@@ -252,8 +250,7 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
 
 
 def protocol_note(metrics_files: Iterable[str | Path], sft_formats: Iterable[str]) -> str:
-    """The line under the claims table: :func:`ablate.mask.recovery.protocol_line` of its
-    evaluations and finetunes."""
+    """The line under the claims table (:func:`ablate.mask.recovery.protocol_line`)."""
     from ablate.mask.recovery import protocol_line
 
     records = [json.loads(Path(m).read_text()) for m in metrics_files if Path(m).exists()]
@@ -280,8 +277,7 @@ def claims_table(
 def _seed_inputs(
     seeds: dict[str, dict[str, int]], ablated: str, tasks: Iterable[str]
 ) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
-    """Each evidence name of a seeded variant (``3B@causal[/task]``) -> {seed: its seed's name},
-    and its pooled label."""
+    """Each evidence name of a seeded variant -> {seed: its seed's name}, and its pooled label."""
     out: dict[str, dict[int, str]] = {}
     labels: dict[str, str] = {}
     for name, variants in seeds.items():

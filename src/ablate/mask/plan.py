@@ -45,8 +45,7 @@ def sft_words(seed: int, n: int) -> tuple[int, ...]:
 
 @functools.cache
 def doc_tokens(name: str, seed: int, n_docs: int) -> tuple[int, ...]:
-    """Tokens of each generated document of an embedded task: words + 1 of each (context,
-    choice) request; once a process."""
+    """Tokens of each generated document of an embedded task (words + 1 a request)."""
     from ablate.mask import embedded
 
     choices = embedded.task_yaml(name)["doc_to_choice"]
@@ -67,8 +66,7 @@ def _fill(p: dict[str, Any], per_step: float) -> str:
 
 
 class _MaskPlanner:
-    """Token counts and model sizes of the mask study's GPU jobs for one config (or one model
-    ``lm`` of a multi-model config)."""
+    """Token counts and model sizes of the GPU jobs of one config (or one model ``lm`` of it)."""
 
     def __init__(self, config: dict[str, Any], ref: Reference, root: Path, lm: str | None = None):
         self.config, self.ref, self.root, self.lm = config, ref, root, lm
@@ -102,8 +100,7 @@ class _MaskPlanner:
             return None, f"model size unknown: {type(exc).__name__}: {exc}"
 
     def params_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
-        """Size of the model a finished job ran, from the config.json of the checkpoint it wrote
-        or loaded (the one its record names, else this results folder's)."""
+        """Size of the model a finished job ran, from its checkpoint's config.json."""
         if job.kind == "train":
             return params_from_dir(self.root / job.job.outputs["model"])
         named = data.get("model")

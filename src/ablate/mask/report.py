@@ -25,8 +25,7 @@ def _evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
 
 
 def _distinct_colors(n: int) -> list:
-    """``n`` colours, no two alike: tab10's, tab20's up to twenty (seeds), evenly spaced hues
-    beyond."""
+    """``n`` colours, no two alike (seeds give more than ten series)."""
     for name in ("tab10", "tab20"):
         if n <= len(palette := plt.get_cmap(name).colors):
             return list(palette[:n])
@@ -50,9 +49,8 @@ def _drawn_scores(df: pd.DataFrame) -> dict[str, float]:
 
 
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Scores by task and evaluation beside the drop and each recovery with their intervals (a
-    third panel with seeds), one legend below: wide and short, so the report's first screen shows
-    it under both studies' claims with its text readable."""
+    """Scores by task beside the drop and each recovery with their intervals (with seeds, a
+    third panel), one legend below: wide and short, so the report's first screen shows it."""
     df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
@@ -171,8 +169,7 @@ def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> N
 
 
 def stopped_early(summary: dict) -> bool:
-    """Whether a training run stopped before its step budget (a stop rule that fired at the last
-    step ended nothing early)."""
+    """Whether a run stopped before its budget (a stop rule at the last step stops nothing)."""
     stop = (summary.get("stop") or {}).get("reason")
     done, budget = summary.get("steps_done"), summary.get("max_steps")
     if not stop or stop == "max_steps":
@@ -181,8 +178,7 @@ def stopped_early(summary: dict) -> bool:
 
 
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Train loss (lines) and held-out loss (markers) per training summary.json, pretraining in
-    its own panel."""
+    """Train (lines) and held-out (markers) loss of each training summary.json."""
     runs = []
     for path in summaries:
         data = json.loads(Path(path).read_text())

@@ -63,8 +63,7 @@ def headline(job: Job, record: dict) -> str:
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
-    """The config keys changed since the job's record was written, each named where the config
-    sets it (a finetune's inherited param on its variant, then where it is set now)."""
+    """The config keys changed since the job's record was written, each where it is set."""
     where = job.labels["where"]
     return config_changes(_recorded_slice(job, old), job.config, where, _inherited(job, where))
 
@@ -93,9 +92,8 @@ def older_records(jobs: list[Job]) -> list[Job]:
 
 
 def _recorded_slice(job: Job, old: Any) -> Any:
-    """The slice of a record written before each job recorded its slice alone (an evaluation's
-    ``{"eval": slice, ...}``, a probe's ``{**slice, "policy"}``), so an older results folder
-    shows current, not stale."""
+    """The slice of a record written before each job recorded its slice alone, so an older
+    results folder shows current, not stale."""
     if not isinstance(old, dict) or not set(job.wildcards) <= set(old):
         return old
     if job.rule == "eval_model" and "eval" in old:
@@ -161,9 +159,8 @@ def score_name(row: Mapping[str, Any]) -> str:
 def score_samples(
     results: Path, names: Iterable[str], shared: Path | None = None
 ) -> dict[str, Any]:
-    """``ablate runs``' per-item values of each score of ``names``: the correctness of the
-    evaluation of its row's ``run_id``, in ``results`` or (shared with an experiment's base) in
-    ``shared``; left out where that run's samples are missing."""
+    """``ablate runs``' per-item values of each score of ``names``, from ``results`` or ``shared``
+    (an evaluation shared with an experiment's base); left out where its samples are missing."""
     from ablate.core.reports.claims import Samples
     from ablate.mask import items, models
     from ablate.mask.recovery import MACRO
