@@ -40,8 +40,7 @@ def _read_share(evidence: str | None) -> tuple[str, float] | None:
 
 
 def percent(share: float, signed: bool = False) -> str:
-    """A share as the sentence prints it: ``61 %``, ``-18 %``; below 10 % one decimal
-    (``+0.4 %`` signed)."""
+    """A share as the sentence prints it: ``61 %``, ``-18 %``, below 10 % one decimal."""
     v = 100 * share
     return f"{v:{'+' if signed else ''}.{0 if abs(v) >= 10 else 1}f} %"
 
@@ -56,8 +55,7 @@ def _p(row: Mapping[str, str]) -> str:
 
 def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
     """The study's answer from its claims table's rows (as read from the CSV), e.g. "3B wins back
-    61 % of the ablation's drop (p=2.9e-12), 3A -18 %, 5B 70 %."; None without a prefix-LM
-    recovery claim that ran and states its share (a multi-model table: each model's has one)."""
+    61 % of the ablation's drop (p=2.9e-12), 3A -18 %, 5B 70 %."; None without the prefix-LM's."""
     by_id = {r["claim"]: r for r in rows}
     lead = by_id.get(claim_id(RECOVERY_ROLES[0]))
     if lead is None or lead.get("verdict") in (None, "not run"):

@@ -1,10 +1,8 @@
 """The embedded synthetic world: pretraining corpus, five multiple-choice tasks, SFT pairs.
 
-Generated deterministically from a seed, in a closed vocabulary of single Tekken tokens, so a tiny
-Ministral-3 learns it from a few minutes of CPU pretraining. Why its tasks need the causal mask
-(in-context repetition, read by an induction circuit): docs/embedded.md, "The world". A task
-YAML's ``data_files`` is relative to its own folder (:func:`ablate.mask.lm_tasks.local_tasks`
-resolves it), so a moved results folder still works.
+Generated from a seed in a closed vocabulary of single Tekken tokens, so a tiny Ministral-3 learns
+it in minutes of CPU; why its tasks need the causal mask: docs/embedded.md, "The world". A task
+YAML's ``data_files`` is relative to its own folder, so a moved results folder still works.
 """
 
 from __future__ import annotations
@@ -252,8 +250,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
 
 
 def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
-    """The world's options as a config file sets them (what its ``make_data`` job writes); a
-    file that does not read as a mask study's config: PlanError, one line."""
+    """The world's options as a config file sets them; PlanError where it is no mask config."""
     from ablate.core.planner.inputs import PlanError, load_config
 
     loaded = load_config(configfile)
@@ -267,8 +264,7 @@ def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
 
 
 def _defaults(configfile: str | None) -> tuple[dict[str, Any], str]:
-    """The world's options ``ablate data`` writes by default, and where they come from: the
-    config file's (by default config/config.yaml), the schema's only where there is none."""
+    """The options ``ablate data`` writes by default and their source (no config: the schema's)."""
     if configfile is None and not Path(config.DEFAULT_CONFIGFILE).is_file():
         return options(), "the config schema's (no config file)"
     configfile = configfile or config.DEFAULT_CONFIGFILE

@@ -1,11 +1,8 @@
 """The architecture families whose mask policies are proven, and the refusal of every other one.
 
-An architecture that builds its masks its own way can ignore a policy, and the failure is quiet:
-the model stays causal. So anything not in :data:`PROVEN` is refused, when the workflow is parsed
-where the config can be read (:func:`check_study`) and in any case before a model's weights load
-(:func:`check_config`). The audit and adding a family: docs/masks.md, "Proven families".
-
-No torch, no transformers: the Snakefile imports this.
+An architecture that builds its masks its own way can ignore a policy, and the model quietly stays
+causal. So anything not in :data:`PROVEN` is refused, at parse time and before weights load
+(docs/masks.md, "Proven families"). No torch, no transformers: the Snakefile imports this.
 """
 
 from __future__ import annotations
@@ -110,8 +107,7 @@ def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "
 
 
 def check_config(config: Any, attn_implementation: str | None = None, *, what: str = "") -> None:
-    """Refuse a model config (a transformers config or a config.json dict) the audit has not
-    proven: its ``model_type``, backend, or :data:`OVERRIDING_KEYS` (also in a text config)."""
+    """Refuse a model config (transformers' or a config.json dict) the audit has not proven."""
     cfg = config if isinstance(config, Mapping) else config.to_dict()
     model_type = cfg.get("model_type")
     what = what or f"the model ({cfg.get('_name_or_path') or model_type})"
@@ -128,8 +124,7 @@ def check_config(config: Any, attn_implementation: str | None = None, *, what: s
 def read_model_config(
     path: str, revision: str | None = None, models: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], str] | None:
-    """A model's config.json, offline, and where it came from: a local folder's, the HF cache's,
-    or its ``models:`` entry's in the planner's measurements file; None when none has it."""
+    """A model's config.json, offline, and where it came from; None when none is at hand."""
     local = Path(path) / "config.json"
     if local.is_file():
         return json.loads(local.read_text()), str(local)
@@ -149,8 +144,7 @@ def read_model_config(
 
 
 def study_backends(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The attention backends the mask study's model runs on: every finetune's, evaluation's and
-    the leakage probe's."""
+    """The attention backends the mask study's finetunes, evaluations and probe run on."""
     from ablate.mask.commands import PROBE_ATTN_IMPLEMENTATION
 
     found = [v["params"]["attn_implementation"] for v in variants.values() if "params" in v]
@@ -164,8 +158,7 @@ def check_study(
     measurements=None,
     where: str = "mask.model",
 ) -> None:
-    """The mask study's base model, checked when the workflow is parsed (a pretrained one read
-    offline); ``where``: the model's config key (``mask.models.<name>`` for one of several)."""
+    """The mask study's base model, checked at parse time (``where``: its config key)."""
     model = mask["model"]
     if model["source"] == "embedded":
         embedded = model.get("embedded", {})

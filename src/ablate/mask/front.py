@@ -1,7 +1,6 @@
 """The mask study's front door: the README's caption under its picture and docs/embedded.md's
 "What the default shows", rendered by ``ablate expected --write`` from a row of
-docs/expected_results.csv (its quantities, named as ablate.mask.status.run_scores names them, and
-its label). No torch, no pandas.
+docs/expected_results.csv. No torch, no pandas.
 """
 
 from __future__ import annotations
@@ -34,8 +33,7 @@ def ablated_policy(scores: Mapping[tuple[str, str], float]) -> str:
 
 
 def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float] | None:
-    """Each finetune's share of the drop it wins back (the macro row's ``recovered_fraction``);
-    None where the ablation did not lower the base's macro score."""
+    """Each finetune's share of the macro drop it wins back; None where there is no drop."""
     ablated = ablated_policy(scores)
     lo, drop = scores[BASE, ablated], scores[BASE, _CAUSAL] - scores[BASE, ablated]
     if drop <= 0:

@@ -1,8 +1,7 @@
 """Models as a study dimension (config ``mask.models``), as seeds are one for a variant.
 
-Each model gets the whole study in its own folder (:data:`MODEL_DIR`), the embedded data shared;
-the cross-model table and claims are the study's usual files with a ``model`` column
-(docs/own-model.md). Pure Python (no torch): the Snakefile imports it at parse time.
+Each model gets the whole study in its own folder, the data shared; the cross-model table and
+claims: docs/own-model.md. Pure Python (no torch): the Snakefile imports it at parse time.
 """
 
 from __future__ import annotations
@@ -24,9 +23,8 @@ def names(config: Mapping[str, Any]) -> list[str]:
 
 
 def model_of(config: Mapping[str, Any], lm: str) -> dict[str, Any]:
-    """Model ``lm``'s base model: ``mask.model`` with its entry's keys over it, defaults filled,
-    checked as ``mask.model`` is. An entry's ``path`` comes with its own ``revision`` (a revision
-    is of one repository)."""
+    """Model ``lm``'s base model: ``mask.model`` with its entry over it, defaults filled, checked.
+    An entry's ``path`` comes with its own ``revision`` (a revision is of one repository)."""
     from ablate.core.config import check, subschema, validator
 
     entry = config["mask"]["models"][lm] or {}
@@ -57,8 +55,7 @@ def model_config(config: Mapping[str, Any], lm: str) -> dict[str, Any]:
 
 
 def check(config: Mapping[str, Any]) -> None:
-    """A multi-model config's models are valid and share one source (the base model's rule is
-    one per config), embedded ones with the embedded data: ConfigError else."""
+    """A multi-model config's models are valid and share one source: ConfigError else."""
     sources = {lm: model_of(config, lm)["source"] for lm in names(config)}
     if len(set(sources.values())) > 1:
         listed = ", ".join(f"{lm}: {s}" for lm, s in sources.items())
@@ -79,8 +76,7 @@ def folder(results: str, lm: str) -> str:
 
 
 def in_model(job: Job, lm: str, results: str, shared: Sequence[str] = ()) -> Job:
-    """A one-model study's job moved into the model's folder and named ``<lm>/<name>``; the
-    ``shared`` jobs it reads (the data) keep their names."""
+    """A job moved into model ``lm``'s folder and named ``<lm>/<name>`` (``shared`` ones kept)."""
 
     def moved(path: str | None) -> str | None:
         if path is None:
@@ -129,8 +125,7 @@ _MODEL_ROW = "{claim}/{lm}"
 
 
 def cross_verdict(verdicts: Mapping[str, str]) -> tuple[str, str]:
-    """(verdict, evidence) of a claim over the models: supported when it holds in every model,
-    not supported when in none and some model rejects it, else inconclusive (not run: none ran)."""
+    """(verdict, evidence) of a claim over the models: supported where it holds in every one."""
     n = len(verdicts)
     k = sum(v == "supported" for v in verdicts.values())
     ran = [v for v in verdicts.values() if v != "not run"]
@@ -147,9 +142,8 @@ def cross_verdict(verdicts: Mapping[str, str]) -> tuple[str, str]:
 
 
 def cross_claims(tables: Mapping[str, Any]) -> Any:
-    """Each claim counted over the models (model -> claims CSV path or frame): its cross-model
-    row (``model`` "all"), then each model's (``claim/<model>``). A claim's part (a task's or a
-    seed's row) is not counted, only listed per model."""
+    """Each claim counted over the models (row ``model`` "all"), then each model's row; a
+    claim's part (a task's or a seed's row) is listed per model, not counted."""
     import pandas as pd
 
     from ablate.core.reports.claims import COLUMNS

@@ -27,10 +27,8 @@ def _mistral_common_data_file(name: str = _TEKKEN_FILE) -> Path:
 def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEKKEN_FILE) -> None:
     """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
 
-    AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS;
-    the real checkpoints prepend ``<s>``, so the saved tokenizer does too. The folder is only
-    written: its readers load it (``core.models.modeling.load_tokenizer``, 1 s of CPU).
-    """
+    AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS; the
+    real checkpoints prepend ``<s>``, so the saved tokenizer does too."""
     from tokenizers import processors
     from transformers import AutoTokenizer
 
@@ -90,8 +88,7 @@ _MINISTRAL3_ROPE = {
 
 
 def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """:func:`tiny_config`'s keys and ``model_type`` as a dict, without importing transformers
-    (the planner counts parameters from it); an ``arch`` key the family cannot honour is refused."""
+    """:func:`tiny_config`'s keys as a dict, without importing transformers (for the planner)."""
     from ablate.core.config import ConfigError, schema_defaults
 
     if family not in FAMILIES:
@@ -129,8 +126,8 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
 
 
 def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The transformers config of a tiny model of ``family``: the schema's
-    ``mask.model.embedded.arch`` sizes, Tekken's token ids, then ``overrides``."""
+    """The transformers config of a tiny model of ``family`` (an ``arch`` key it cannot honour:
+    refused, never ignored)."""
     import transformers
 
     from ablate.core.config import ConfigError

@@ -83,8 +83,7 @@ _VARIANT_KEY = "mask.finetune.variants."
 
 
 def resolved_value(config: dict[str, Any], key: str) -> Any:
-    """The value the dotted config ``key`` of a declared finetune variant takes where the
-    variant does not set it; KeyError for a key that resolves to none."""
+    """The value a declared finetune variant's dotted config ``key`` takes where it is unset."""
     name, _, rest = key.removeprefix(_VARIANT_KEY).partition(".")
     finetune = config["mask"]["finetune"]
     if not key.startswith(_VARIANT_KEY) or name not in finetune["variants"] or not rest:
@@ -103,8 +102,7 @@ CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
 
 
 def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ``claims:`` block with each role checked against the finetune variants, plus each
-    named variant's stage and policy (and seeds): the params of the claims rule."""
+    """The ``claims:`` block, its roles checked against the variants, with their stage, policy."""
     out = dict(claims)
     declared = sorted({v.get("base", n) for n, v in variants.items()})
     for role in CLAIM_ROLES:
@@ -143,8 +141,7 @@ def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
-    """(rows, where that count comes from) of the SFT data the finetunes split; None where it is
-    unknown before any job (a hub dataset)."""
+    """(rows, where that count comes from) of the SFT data; None before a hub dataset is read."""
     from pathlib import Path
 
     from ablate.mask import sft_data
@@ -160,9 +157,8 @@ def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
 
 
 def check_sft_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
-    """Each finetune's ``eval_size`` and step within the SFT data's rows, or ConfigError: checked
-    at parse time, as the finetune's own check comes only after Snakemake has removed the
-    outputs of the finished run it replaces."""
+    """Each finetune's ``eval_size`` and step within the SFT rows, or ConfigError: at parse time,
+    as the finetune's own check comes after Snakemake has removed the run it replaces."""
     from ablate.mask import sft_data
 
     known = sft_rows(config)
