@@ -12,8 +12,7 @@ from collections.abc import Iterable, Mapping
 
 from ablate.core.reports import stats
 
-#: the claim roles with a recovery claim, in the order the answer names them (the prefix-LM
-#: finetune, the study's question, first)
+#: the claim roles with a recovery claim, the study's question (prefix-LM) first
 RECOVERY_ROLES = ("prefix", "causal", "long")
 #: how a recovery claim's evidence says there is no share of the drop
 _NOTHING = "nothing to win back"

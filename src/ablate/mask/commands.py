@@ -14,13 +14,11 @@ from ablate.mask import policies
 DEFAULT_THRESHOLD = 0.5
 #: The leakage probe's attention backend unless ``--attn-implementation`` says otherwise.
 PROBE_ATTN_IMPLEMENTATION = "sdpa"
-#: ``ablate eval --protocol`` choices: :data:`ablate.mask.policy_lm.PROTOCOLS`' names, which a
-#: test holds equal to the config schema's enum (read here without importing the scorer).
+#: ``ablate eval --protocol`` choices, the schema's (a test holds them to policy_lm.PROTOCOLS).
 EVAL_PROTOCOLS: tuple[str, ...] = tuple(
     config.subschema("properties/mask/properties/eval/properties/protocol")["enum"]
 )
-#: ``ablate eval --softmax-dtype`` choices: :data:`ablate.mask.policy_lm.SOFTMAX_DTYPES` (a test
-#: holds them equal to the config schema's enum).
+#: ``ablate eval --softmax-dtype`` choices, likewise (policy_lm.SOFTMAX_DTYPES).
 EVAL_SOFTMAX_DTYPES: tuple[str, ...] = tuple(
     config.subschema("properties/mask/properties/eval/properties/softmax_dtype")["enum"]
 )

@@ -32,8 +32,7 @@ class Family:
     note: str = ""
 
 
-#: model_type -> its proof. The test file builds one tiny config per key
-#: (tests/mask/test_masks.py, ``FAMILIES``), and a test fails when the two lists differ.
+#: model_type -> its proof (a test fails where tests/mask/test_masks.py's FAMILIES differ).
 PROVEN: dict[str, Family] = {
     "ministral3": Family(
         (*_IN_PROCESS, FLEX), "the study model's text model; flex_attention in a subprocess"
@@ -60,8 +59,8 @@ PROVEN: dict[str, Family] = {
     "olmo2": Family(),
 }
 
-#: config keys under which a family's own mask handling overrides the policy: key -> the value
-#: that is refused, and why (the audit's causal policy fails on such a config)
+#: config keys under which a family's own mask handling overrides the policy: key -> (refused
+#: value, why)
 OVERRIDING_KEYS = {
     "use_bidirectional_attention": (
         True,

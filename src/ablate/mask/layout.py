@@ -22,8 +22,7 @@ from ablate.mask.variants import (
 # the study's hook (ablate.core.trees.experiments.changes): a variant's key the config leaves unset
 from ablate.mask.variants import resolved_value as resolved_value
 
-#: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
-#: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
+#: Each rule's log (and benchmark) file stem in its rule's folder, its wildcards in braces.
 _FILE_STEMS = {
     "make_data": "data",
     "prepare_model": "base",  # the registration of a pretrained model too
@@ -92,8 +91,7 @@ PATTERNS: dict[str, str] = {
     "claims_html": "claims/mask.html",  # the report's view of the table
     "claims_tex": "claims/mask.tex",  # for a paper (booktabs)
     "claims_log": _log("mask_claims"),
-    # a multi-model config (mask.models): each model's files above are under MODEL_DIR; its
-    # cross-model table and claims are the files above, their logs these
+    # a multi-model config: each model's files above under MODEL_DIR, the cross-model ones' logs
     "models_recovery_log": _log("models_recovery"),
     "models_claims_log": _log("models_claims"),
 }
@@ -156,8 +154,7 @@ def _eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
     return {3: 4, 5: 5}[int(variants[model]["stage"])]
 
 
-#: Each rule's config slice (``Job.config``: what its rule passes as ``params.config`` and its
-#: record's provenance holds) that is one node of the config: the node's path under ``mask``.
+#: The rules whose config slice (``Job.config``) is one node of ``mask``: that node's path.
 SLICE_NODES = {
     "make_data": "data",
     "prepare_model": "model",

@@ -276,8 +276,7 @@ class _MaskPlanner:
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
-        # gpu > 1: the loop's data-parallel recipe under torchrun (ablate.core.execution.parallel),
-        # the global batch held
+        # gpu > 1: the loop's data-parallel recipe under torchrun, the global batch held
         job.scaling_key = "finetune_data_parallel"
         job.sharded = True
         job.data_parallel = p.get("data_parallel")
@@ -292,9 +291,7 @@ class _MaskPlanner:
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))
-        # one forward: a packed row holds the step's pairs (at most packing_row_tokens), an
-        # unpacked micro-batch batch_size rows of at most max_seq_len; N processes share a step,
-        # so one process's forward holds at most this (an upper bound)
+        # one forward's tokens, an upper bound (N processes share a step)
         job.forward_tokens = (
             min(p["packing_row_tokens"], per_step)
             if job.packing

@@ -28,8 +28,7 @@ delta_vs_stage1 delta_vs_stage1_ci_low delta_vs_stage1_ci_high p_vs_stage1 reten
 gain_vs_stage2 gain_vs_stage2_ci_low gain_vs_stage2_ci_high p_vs_stage2 recovered_fraction
 within_noise test note run_id train_run_id metrics_file samples_file
 """.split()
-#: Inserted after ``variant`` when a variant has seeds (config ``seeds``): the declared variant a
-#: row's seed belongs to and the seed (a study without seeds keeps :data:`COLUMNS` as they were).
+#: Inserted after ``variant`` when a variant has seeds (a study without keeps :data:`COLUMNS`).
 SEED_COLUMNS = ["base_variant", "seed"]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.

@@ -38,8 +38,7 @@ MIN_FONT_PT = 10
 DPI = 120
 #: PNG text chunk: the smallest text's size in image pixels (the report test scales it)
 MIN_FONT_KEY = "ablate:min_font_px"
-#: PNG text chunk: the scores the bars draw, as JSON by score_name, so a test reads what the
-#: picture (the README's copy) shows
+#: PNG text chunk: the scores the bars draw (JSON), so a test reads what the picture shows
 SCORES_KEY = "ablate:scores"
 
 

@@ -55,8 +55,7 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEK
     (out / "tekken.json").unlink()  # tokenizer.json now holds everything; one source of truth
 
 
-#: The Ministral-3-3B text model's shape (mistralai/Ministral-3-3B-Instruct-2512 config.json):
-#: 3.43 B parameters with tied embeddings; the bench scripts build it random-init from this.
+#: The Ministral-3-3B text model's shape (its config.json): the benches build it random-init.
 MINISTRAL3_3B = dict(
     vocab_size=131072,
     hidden_size=3072,
@@ -114,8 +113,7 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
                 "sliding window; set it to null or use family ministral3 or qwen2"
             )
         return {"model_type": family, **params}
-    # qwen2: its window covers the layers from max_window_layers on: 0 = every layer, as
-    # Ministral-3's does
+    # qwen2: its window covers the layers from max_window_layers on: 0 = all, as Ministral-3's
     return {
         "model_type": family,
         **params,
@@ -133,12 +131,7 @@ def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **override
     from ablate.core.config import ConfigError
 
     params = tiny_params(family, vocab_size, **overrides)
-    classes = {
-        "ministral3": transformers.Ministral3Config,
-        "llama": transformers.LlamaConfig,
-        "qwen2": transformers.Qwen2Config,
-    }
-    config = classes[params.pop("model_type")](**params)
+    config = transformers.AutoConfig.for_model(params.pop("model_type"), **params)
     if family == "qwen2":
         # Qwen2Config declares no head_dim; it keeps it, and the modeling reads it
         # (tests/mask/test_tiny.py builds one), where the config kept it.
