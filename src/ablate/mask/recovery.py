@@ -2,8 +2,7 @@
 
 Each row is compared with the base model under causal (stage 1) and under the ablated policy
 (stage 2); columns and when each is empty: docs/guide.md. ``protocol`` and ``sft_format`` name how
-a number was made, so numbers of two protocols are never compared unknowingly.
-"""
+a number was made, so numbers of two protocols are never compared unknowingly."""
 
 from __future__ import annotations
 
@@ -55,18 +54,6 @@ def _load_metrics(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     raise RecoveryError(f"entry {entry!r} needs 'metrics': a metrics.json path or its loaded dict")
 
 
-def _items(entry: dict[str, Any], metrics: dict[str, Any], where: str) -> pd.Series | None:
-    """Per-item correctness when the entry names its samples (path or frame), else None."""
-    samples = entry.get("samples")
-    if samples is None:
-        return None
-    name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
-    try:
-        return items.correctness(metrics, items.load(samples), name)
-    except items.ItemsError as exc:
-        raise RecoveryError(str(exc)) from exc
-
-
 def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None]:
     for key in ("stage", "variant"):
         if key not in entry:
@@ -107,7 +94,13 @@ def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None
                 chance=result.get("chance"),
             )
         )
-    correct = _items(entry, metrics, where)
+    correct = None  # per-item correctness where the entry names its samples (path or frame)
+    if samples is not None:
+        name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
+        try:
+            correct = items.correctness(metrics, items.load(samples), name)
+        except items.ItemsError as exc:
+            raise RecoveryError(str(exc)) from exc
     macro = metrics["macro"]
     ns = [r["n"] for r in rows]
     rows.append(

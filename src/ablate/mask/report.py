@@ -202,24 +202,12 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []
             if train:
-                ax.plot(
-                    [e["step"] for e in train],
-                    [e["loss"] for e in train],
-                    color=color,
-                    linewidth=width,
-                    alpha=0.8,
-                    label=f"{label} train",
-                )
+                xs, ys = [e["step"] for e in train], [e["loss"] for e in train]
+                ax.plot(xs, ys, color=color, linewidth=width, alpha=0.8, label=f"{label} train")
             if evals:
-                ax.plot(
-                    [e["step"] for e in evals],
-                    [e["eval_loss"] for e in evals],
-                    "o--",
-                    color=color,
-                    markersize=2 + width,
-                    alpha=0.8,
-                    label=f"{label} held-out",
-                )
+                xs, ys = [e["step"] for e in evals], [e["eval_loss"] for e in evals]
+                held_out = dict(color=color, markersize=2 + width, alpha=0.8)
+                ax.plot(xs, ys, "o--", label=f"{label} held-out", **held_out)
             if train and stopped_early(data):
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
         ax.set_xlabel("optimizer step")
