@@ -1,8 +1,7 @@
 """The mask study's answer to its question, in one sentence with the numbers.
 
 Each finetune's share of the ablation's drop, read back from the recovery claims' evidence
-(:func:`share_text`). No pandas, no torch: the terminal's summary and ``ablate status`` read it.
-"""
+(:func:`share_text`). No pandas, no torch: the terminal's summary and ``ablate status`` read it."""
 
 from __future__ import annotations
 

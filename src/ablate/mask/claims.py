@@ -1,8 +1,7 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
 Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". An evaluation
-that does not exist yet makes its claims "not run".
-"""
+that does not exist yet makes its claims "not run"."""
 
 from __future__ import annotations
 

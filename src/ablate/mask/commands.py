@@ -1,7 +1,6 @@
 """The argument parsers of the mask study's torch commands: ``ablate probe``, ``eval``, ``train``.
 
-Apart from the commands' modules, whose import takes tens of seconds, so ``--help`` answers at once.
-"""
+Apart from the commands' modules, whose import takes tens of seconds: ``--help`` answers at once."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 Generated from a seed in a closed vocabulary of single Tekken tokens, so a tiny Ministral-3 learns
 it in minutes of CPU; why its tasks need the causal mask: docs/embedded.md, "The world". A task
-YAML's ``data_files`` is relative to its own folder, so a moved results folder still works.
-"""
+YAML's ``data_files`` is relative to its own folder, so a moved results folder still works."""
 
 from __future__ import annotations
 

@@ -2,8 +2,7 @@
 
 An architecture that builds its masks its own way can ignore a policy, and the model quietly stays
 causal. So anything not in :data:`PROVEN` is refused, at parse time and before weights load
-(docs/masks.md, "Proven families"). No torch, no transformers: the Snakefile imports this.
-"""
+(docs/masks.md, "Proven families"). No torch, no transformers: the Snakefile imports this."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
 """The mask study's front door: the README's caption under its picture and docs/embedded.md's
 "What the default shows", rendered by ``ablate expected --write`` from a row of
-docs/expected_results.csv. No torch, no pandas.
-"""
+docs/expected_results.csv. No torch, no pandas."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The mask study's layout (its study part ``layout``, :mod:`ablate.core.jobs`): files and jobs,
 derived from a config: :func:`jobs` is the one job list.
 
-Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
-"""
+Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast."""
 
 from __future__ import annotations
 

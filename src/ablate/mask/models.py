@@ -1,8 +1,7 @@
 """Models as a study dimension (config ``mask.models``), as seeds are one for a variant.
 
 Each model gets the whole study in its own folder, the data shared; the cross-model table and
-claims: docs/own-model.md. Pure Python (no torch): the Snakefile imports it at parse time.
-"""
+claims: docs/own-model.md. Pure Python (no torch): the Snakefile imports it at parse time."""
 
 from __future__ import annotations
 

@@ -1,8 +1,7 @@
 """The mask study's jobs as the planner sees them: tokens, model size, what each loads and writes.
 
 A size that cannot be worked out leaves ``tokens`` or ``params`` empty with the reason; it never
-raises (a forecast never stops a study).
-"""
+raises (a forecast never stops a study)."""
 
 from __future__ import annotations
 

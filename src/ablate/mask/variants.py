@@ -107,9 +107,7 @@ def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) 
     declared = sorted({v.get("base", n) for n, v in variants.items()})
     for role in CLAIM_ROLES:
         name = claims.get(role)
-        if name is None:
-            continue
-        if name not in declared:
+        if name is not None and name not in declared:
             raise ConfigError(
                 f"invalid config at mask.claims.{role}: variant {name!r} does not exist "
                 f"(mask.finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
