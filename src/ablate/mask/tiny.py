@@ -13,30 +13,24 @@ _TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / M
 _SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 
-def _mistral_common_data_file(name: str = _TEKKEN_FILE) -> Path:
-    import mistral_common
-
-    from ablate.core.models.modeling import ModelLoadError
-
-    path = Path(mistral_common.__file__).parent / "data" / name
-    if not path.exists():
-        raise ModelLoadError(f"mistral-common ships no tokenizer file {name!r} ({path})")
-    return path
-
-
 def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEKKEN_FILE) -> None:
     """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
 
     AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS; the
     real checkpoints prepend ``<s>``, so the saved tokenizer does too."""
+    import mistral_common
     from tokenizers import processors
     from transformers import AutoTokenizer
 
+    from ablate.core.models.modeling import ModelLoadError
     from ablate.upstream import hf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(_mistral_common_data_file(tekken_file), out / "tekken.json")
+    path = Path(mistral_common.__file__).parent / "data" / tekken_file
+    if not path.exists():
+        raise ModelLoadError(f"mistral-common ships no tokenizer file {tekken_file!r} ({path})")
+    shutil.copy(path, out / "tekken.json")
     tok = AutoTokenizer.from_pretrained(out)
     tok.add_special_tokens(_SPECIAL_TOKENS)
     bos = _SPECIAL_TOKENS["bos_token"]
