@@ -9,17 +9,7 @@ ATTENTION_BACKENDS = {PREFIX_SDPA: "ablate.mask.split_sdpa"}
 #: The study's rule files, in the order the Snakefile includes them (ablate.studies).
 RULES = tuple(
     f"rules/mask/{name}.smk"
-    for name in (
-        "common",
-        "model",
-        "data",
-        "leakage",
-        "finetune",
-        "eval",
-        "recovery",
-        "report",
-        "claims",
-    )
+    for name in "common model data leakage finetune eval recovery report claims".split()
 )
 
 

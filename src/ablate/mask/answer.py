@@ -1,13 +1,7 @@
 """The mask study's answer to its question, in one sentence with the numbers.
 
-The study asks whether full-weight finetuning recovers what the prefill ablation costs. Each
-recovery claim of :mod:`ablate.mask.claims` (``prefix_recovers``, ``causal_recovers``,
-``long_recovers``: the finetune under the ablation against the base model under it) ends its
-evidence with the share of the ablation's drop that the finetune wins back (:func:`share_text`);
-:func:`answer` reads those rows back into the sentence a run ends with ("3B wins back 61 % of the
-ablation's drop (p=2.9e-12), 3A -18 %, 5B 70 %.") and STATUS.md shows. No pandas, no torch: the
-terminal's summary and ``ablate status`` read it.
-"""
+Each finetune's share of the ablation's drop, read back from the recovery claims' evidence
+(:func:`share_text`). No pandas, no torch: the terminal's summary and ``ablate status`` read it."""
 
 from __future__ import annotations
 
@@ -17,8 +11,7 @@ from collections.abc import Iterable, Mapping
 
 from ablate.core.reports import stats
 
-#: the claim roles with a recovery claim, in the order the answer names them (the prefix-LM
-#: finetune, the study's question, first)
+#: the claim roles with a recovery claim, the study's question (prefix-LM) first
 RECOVERY_ROLES = ("prefix", "causal", "long")
 #: how a recovery claim's evidence says there is no share of the drop
 _NOTHING = "nothing to win back"
@@ -33,8 +26,7 @@ def claim_id(role: str) -> str:
 
 
 def share_text(name: str, share: float, drop: float, low: float, high: float, alpha: float) -> str:
-    """The end of a recovery claim's evidence: the finetune ``name``'s share of the ``drop`` (the
-    stage-1 minus stage-2 macro) with its interval (the difference's interval over the drop)."""
+    """The end of a recovery claim's evidence: ``name``'s share of the drop, with its interval."""
     level = round(100 * (1 - alpha))
     return f"{name} wins back {share:+.4f} of the drop of {drop:.3f} [{level}% CI {low:+.3f}, {high:+.3f}]"
 
@@ -46,8 +38,7 @@ def _read_share(evidence: str | None) -> tuple[str, float] | None:
 
 
 def percent(share: float, signed: bool = False) -> str:
-    """A share as the sentence prints it: ``61 %``, ``-18 %``; below 10 % one decimal
-    (``+0.4 %`` signed)."""
+    """A share as the sentence prints it: ``61 %``, ``-18 %``, below 10 % one decimal."""
     v = 100 * share
     return f"{v:{'+' if signed else ''}.{0 if abs(v) >= 10 else 1}f} %"
 
@@ -61,11 +52,8 @@ def _p(row: Mapping[str, str]) -> str:
 
 
 def answer(rows: Iterable[Mapping[str, str]]) -> str | None:
-    """The study's answer from its claims table's rows (as read from the CSV): how much of the
-    ablation's drop the prefix-LM finetune wins back, with the claim's p, then the others'
-    shares; said plainly when it wins back no significant share. None without a recovery
-    claim of the prefix-LM finetune that ran and states its share (a multi-model config's table
-    counts the models' verdicts: each model's table has its own answer)."""
+    """The study's answer from its claims table's rows (as read from the CSV), e.g. "3B wins back
+    61 % of the ablation's drop (p=2.9e-12), 3A -18 %, 5B 70 %."; None without the prefix-LM's."""
     by_id = {r["claim"]: r for r in rows}
     lead = by_id.get(claim_id(RECOVERY_ROLES[0]))
     if lead is None or lead.get("verdict") in (None, "not run"):

@@ -1,18 +1,7 @@
 """The mask study's claims, computed from its evaluations (results/claims/mask.csv).
 
-Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". In short:
-(0) the base model learned the tasks (stage 1 above chance, on the macro and per task); (a) the
-ablation hurts (stage 2, the base under the ablated policy, below stage 1, the base under causal:
-on the macro, per task, and broadly); (r) each finetune under the ablation scores above stage 2,
-with the share of the drop it wins back (:mod:`ablate.mask.answer`); (b) prefix-LM finetuning
-recovers more than causal finetuning, and the long run at least as much as the prefix-LM one;
-(c) it costs little under causal evaluation.
-
-Every test is paired on per-item correctness (the tasks' headline metric, from samples.parquet).
-The variants playing each role come from the config's ``claims:`` block (validated by
-:func:`ablate.mask.variants.resolve_claims`); an evaluation that does not exist yet makes its claims
-"not run". Machinery and verdicts: :mod:`ablate.core.reports.claims`.
-"""
+Each claim, its config keys and its rule: docs/claims.md, "The mask study's claims". An evaluation
+that does not exist yet makes its claims "not run"."""
 
 from __future__ import annotations
 
@@ -68,8 +57,7 @@ def _above_chance(name: str, margin: float, cfg: dict[str, Any]):
 
 
 def _hurts_broadly(s1: str, s2: str, tasks: list[str], cfg: dict[str, Any]):
-    """Rule for "the macro drops by at least ``min_drop`` (and significantly) from ``s1`` to
-    ``s2``, with at least ``min_tasks_hurt`` tasks each dropping significantly"."""
+    """Rule: the macro drops significantly by ``min_drop`` or more, ``min_tasks_hurt`` tasks too."""
     alpha, min_drop, min_tasks = cfg["alpha"], cfg["min_drop"], cfg["min_tasks_hurt"]
 
     def rule(ev: Evidence) -> ClaimResult:
@@ -99,11 +87,8 @@ def _hurts_broadly(s1: str, s2: str, tasks: list[str], cfg: dict[str, Any]):
 
 
 def _recovers(subject: str, name: str, s1: str, s2: str, cfg: dict[str, Any]):
-    """Rule for "the finetune ``name`` (evidence ``subject``, under the ablation) scores above the
-    base model under the ablation (``s2``)": :func:`beats`' paired test, its evidence ending with
-    the share of the drop from ``s1`` (the base under causal) that the finetune wins back,
-    ``(subject - s2) / (s1 - s2)`` on the macro, with the difference's interval over the drop.
-    Where the ablation does not lower the macro there is nothing to win back: inconclusive."""
+    """Rule: ``subject`` beats ``s2``, with the share of the drop ``s1 - s2`` it wins back (no
+    drop: inconclusive)."""
     alpha = cfg["alpha"]
     win = beats(subject, s2, **_tests(cfg))
 
@@ -123,9 +108,7 @@ def _recovers(subject: str, name: str, s1: str, s2: str, cfg: dict[str, Any]):
 
 
 def _recovery_claims(cfg: dict[str, Any], ablated: str) -> list[Claim]:
-    """(r) Each role's finetune under the ablation above the base under it: the prefix-LM one
-    (the study's question), the long run, and the causal one (stated beside them: the finding
-    does not need it to recover)."""
+    """(r) Each role's finetune under the ablation above the base under it."""
     s1, s2 = key("base", "causal"), key("base", ablated)
     out = []
     for role in answer.RECOVERY_ROLES:
@@ -198,9 +181,7 @@ def _ablation_claims(cfg: dict[str, Any], ablated: str, tasks: list[str]) -> lis
 
 
 def _finetune_claims(cfg: dict[str, Any], ablated: str, role: str, name: str) -> list[Claim]:
-    """(b) and (c) for the variant ``name`` playing ``role`` (prefix or long): it recovers more
-    than the causal finetune, the long run at least as much as the prefix one, and it costs
-    little under causal evaluation."""
+    """(b) and (c) for the variant ``name`` playing ``role`` (prefix or long)."""
     prefix, causal = cfg.get("prefix_variant"), cfg.get("causal_variant")
     what, margin = _ROLE_NAMES[role], cfg["side_effect_margin"]
     out = []
@@ -247,8 +228,7 @@ def mask_claims(cfg: dict[str, Any], ablated: str, tasks: Iterable[str]) -> list
 
 
 def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | Path]) -> Evidence:
-    """Per-item correctness of every evaluation ``.../eval/<model>/<policy>/`` whose metrics.json
-    and samples.parquet both exist, pooled over tasks and per task."""
+    """Per-item correctness of every evaluation whose metrics.json and samples.parquet exist."""
     samples = {Path(f).parent: Path(f) for f in samples_files}
     inputs: dict[str, Samples] = {}
     chance: dict[str, float] = {}
@@ -269,9 +249,7 @@ def context(metrics_files: Iterable[str | Path], samples_files: Iterable[str | P
 
 
 def protocol_note(metrics_files: Iterable[str | Path], sft_formats: Iterable[str]) -> str:
-    """The line under the claims table naming the scoring protocol and headline metrics of the
-    evaluations it read (their records' config slices) and the finetunes' SFT formats
-    (:func:`ablate.mask.recovery.protocol_line`)."""
+    """The line under the claims table (:func:`ablate.mask.recovery.protocol_line`)."""
     from ablate.mask.recovery import protocol_line
 
     records = [json.loads(Path(m).read_text()) for m in metrics_files if Path(m).exists()]
@@ -298,8 +276,7 @@ def claims_table(
 def _seed_inputs(
     seeds: dict[str, dict[str, int]], ablated: str, tasks: Iterable[str]
 ) -> tuple[dict[str, dict[int, str]], dict[str, str]]:
-    """Each evidence name of a seeded variant (``3B@causal[/task]``) -> {seed: its seed's name},
-    and its pooled label (``seeds``: the resolved claims' variant -> {its seed variant: seed})."""
+    """Each evidence name of a seeded variant -> {seed: its seed's name}, and its pooled label."""
     out: dict[str, dict[int, str]] = {}
     labels: dict[str, str] = {}
     for name, variants in seeds.items():

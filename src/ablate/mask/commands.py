@@ -1,9 +1,6 @@
 """The argument parsers of the mask study's torch commands: ``ablate probe``, ``eval``, ``train``.
 
-They live here, apart from the commands' modules, because importing those pulls in torch,
-transformers and lm-eval (tens of seconds): :func:`ablate.cli.main` parses with these first, so
-``--help`` and a wrong argument answer at once. Pure Python (no torch).
-"""
+Apart from the commands' modules, whose import takes tens of seconds: ``--help`` answers at once."""
 
 from __future__ import annotations
 
@@ -16,13 +13,11 @@ from ablate.mask import policies
 DEFAULT_THRESHOLD = 0.5
 #: The leakage probe's attention backend unless ``--attn-implementation`` says otherwise.
 PROBE_ATTN_IMPLEMENTATION = "sdpa"
-#: ``ablate eval --protocol`` choices: :data:`ablate.mask.policy_lm.PROTOCOLS`' names, which a
-#: test holds equal to the config schema's enum (read here without importing the scorer).
+#: ``ablate eval --protocol`` choices, the schema's (a test holds them to policy_lm.PROTOCOLS).
 EVAL_PROTOCOLS: tuple[str, ...] = tuple(
     config.subschema("properties/mask/properties/eval/properties/protocol")["enum"]
 )
-#: ``ablate eval --softmax-dtype`` choices: :data:`ablate.mask.policy_lm.SOFTMAX_DTYPES` (a test
-#: holds them equal to the config schema's enum).
+#: ``ablate eval --softmax-dtype`` choices, likewise (policy_lm.SOFTMAX_DTYPES).
 EVAL_SOFTMAX_DTYPES: tuple[str, ...] = tuple(
     config.subschema("properties/mask/properties/eval/properties/softmax_dtype")["enum"]
 )

@@ -1,23 +1,8 @@
 """The embedded synthetic world: pretraining corpus, five multiple-choice tasks, SFT pairs.
 
-Everything the offline pipeline needs is generated here, deterministically from a seed. A tiny
-Ministral-3 (real 131072-token Tekken vocabulary) must learn the world from a few minutes of CPU
-pretraining, so it uses a closed vocabulary of common words that are single Tekken tokens, short
-sentences, and the tasks' own templates in the corpus.
-
-The world is made so that the study's ablation has something to break (docs/embedded.md): four
-of the five tasks are *in-context* repetition, "box cup hat . again : box" -> "cup". The answer is
-not a fact the weights store but a position in the context, read by an induction circuit whose
-previous-token head the causal mask implements for free; with the mask removed at prefill that
-head sees the future too, and the circuit breaks. A lookup task (``emb_count``: the next numbers
-follow from the last one) is the control that needs no order. The tasks, the benchmark each
-mirrors (:data:`_MIRRORS`) and their shapes: docs/embedded.md's table.
-
-Task files are lm-eval YAMLs (``output_type: multiple_choice``, ``dataset_path: json``) next to
-their jsonl data; ``data_files`` in the YAML is relative to the YAML's own folder, and
-:func:`ablate.mask.lm_tasks.local_tasks` resolves it, so a moved results folder or another
-working directory still works.
-"""
+Generated from a seed in a closed vocabulary of single Tekken tokens, so a tiny Ministral-3 learns
+it in minutes of CPU; why its tasks need the causal mask: docs/embedded.md, "The world". A task
+YAML's ``data_files`` is relative to its own folder, so a moved results folder still works."""
 
 from __future__ import annotations
 
@@ -135,12 +120,8 @@ SFT_SPLITS = ("answer", "random")  # where an SFT pair's prompt ends (mask.data.
 
 
 def _sft_row(fact: dict[str, Any], split: str, rng: random.Random) -> dict[str, str]:
-    """A plain pair (``ablate.mask.sft_data``): a task sentence cut in two, the response the rest
-    of it (for a repetition, up to the list's end; EOS ends it instead of " ."). ``answer``: the
-    prompt is the whole task context, so each response token is read from the context in order,
-    under the prefix-LM mask (3B) the ablated evaluation's own condition. ``random``: the prompt
-    ends anywhere from the first word to the answer, so under 3B some of the reading is causal
-    again (the earlier the cut, the more of the sentence the response holds)."""
+    """A plain pair: a task sentence cut in two (at the answer, or anywhere before it:
+    docs/embedded.md, "The world"), the response the rest of it (EOS ends it, not " .")."""
     words = f"{fact['context']} {fact['rest']}".split()
     cut = len(fact["context"].split())
     if split == "random":
@@ -242,8 +223,7 @@ def write_sft(path, seed: int, n: int, split: str = SFT_SPLITS[0]) -> Path:
 
 
 def options() -> dict[str, Any]:
-    """The world's options and their defaults: the config schema's ``mask.data.seed`` and
-    ``mask.data.embedded`` (the pipeline passes its validated config; ``ablate data`` these)."""
+    """The world's options and the config schema's defaults of them (``mask.data``)."""
     return {
         "seed": config.schema_defaults("properties/mask/properties/data")["seed"],
         **config.schema_defaults("properties/mask/properties/data/properties/embedded"),
@@ -269,9 +249,7 @@ def write_all(out_dir, **overrides: Any) -> dict[str, Path]:
 
 
 def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
-    """The world's options as a config file sets them (its ``mask.data``, the schema's defaults
-    filled in): what its ``make_data`` job writes. A file that is missing, is no config, or has
-    no ``mask:`` study: :class:`~ablate.core.planner.inputs.PlanError`, one line."""
+    """The world's options as a config file sets them; PlanError where it is no mask config."""
     from ablate.core.planner.inputs import PlanError, load_config
 
     loaded = load_config(configfile)
@@ -285,10 +263,7 @@ def config_options(configfile: str | os.PathLike) -> dict[str, Any]:
 
 
 def _defaults(configfile: str | None) -> tuple[dict[str, Any], str]:
-    """The world's options ``ablate data`` writes by default, and where they come from: the
-    given config file's (one that does not read: its error), else the embedded default's world
-    (config/config.yaml), the one its pipeline writes; the schema's own defaults (a smaller
-    world) only where that file is not there."""
+    """The options ``ablate data`` writes by default and their source (no config: the schema's)."""
     if configfile is None and not Path(config.DEFAULT_CONFIGFILE).is_file():
         return options(), "the config schema's (no config file)"
     configfile = configfile or config.DEFAULT_CONFIGFILE

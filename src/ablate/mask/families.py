@@ -1,18 +1,8 @@
 """The architecture families whose mask policies are proven, and the refusal of every other one.
 
-A policy reaches the model through transformers' mask builders (:mod:`ablate.mask.masks`); an
-architecture that builds its masks its own way can ignore it, and the failure is quiet: the model
-stays causal. So the mask study runs a model only when its config's ``model_type`` is in
-:data:`PROVEN`, on a backend listed there: each entry is proven by the perturbation audit of
-tests/mask/test_masks.py on a tiny random config of the family (every policy, both paddings, the
-decode step), run as one test node (:func:`proof`). Anything else is refused with one line naming
-the ``model_type`` and that test, before any job wherever the config can be read
-(:func:`check_study`, called when the workflow is parsed) and in any case when the model loads,
-before its weights are read (:func:`check_config`, ``modeling.load_causal_lm``'s
-``config_check``). Adding a family: docs/masks.md, "Proven families".
-
-No torch, no transformers: the Snakefile imports this.
-"""
+An architecture that builds its masks its own way can ignore a policy, and the model quietly stays
+causal. So anything not in :data:`PROVEN` is refused, at parse time and before weights load
+(docs/masks.md, "Proven families"). No torch, no transformers: the Snakefile imports this."""
 
 from __future__ import annotations
 
@@ -41,8 +31,7 @@ class Family:
     note: str = ""
 
 
-#: model_type -> its proof. The test file builds one tiny config per key
-#: (tests/mask/test_masks.py, ``FAMILIES``), and a test fails when the two lists differ.
+#: model_type -> its proof (a test fails where tests/mask/test_masks.py's FAMILIES differ).
 PROVEN: dict[str, Family] = {
     "ministral3": Family(
         (*_IN_PROCESS, FLEX), "the study model's text model; flex_attention in a subprocess"
@@ -69,8 +58,8 @@ PROVEN: dict[str, Family] = {
     "olmo2": Family(),
 }
 
-#: config keys under which a family's own mask handling overrides the policy: key -> the value
-#: that is refused, and why (the audit's causal policy fails on such a config)
+#: config keys under which a family's own mask handling overrides the policy: key -> (refused
+#: value, why)
 OVERRIDING_KEYS = {
     "use_bidirectional_attention": (
         True,
@@ -116,9 +105,7 @@ def check(model_type: str | None, backends: Iterable[str] = (), *, what: str = "
 
 
 def check_config(config: Any, attn_implementation: str | None = None, *, what: str = "") -> None:
-    """Refuse a model config (a transformers config or its config.json dict) the audit has not
-    proven: its ``model_type``, ``attn_implementation``, and keys that override the policies
-    (:data:`OVERRIDING_KEYS`, also in a wrapper's text config)."""
+    """Refuse a model config (transformers' or a config.json dict) the audit has not proven."""
     cfg = config if isinstance(config, Mapping) else config.to_dict()
     model_type = cfg.get("model_type")
     what = what or f"the model ({cfg.get('_name_or_path') or model_type})"
@@ -135,10 +122,7 @@ def check_config(config: Any, attn_implementation: str | None = None, *, what: s
 def read_model_config(
     path: str, revision: str | None = None, models: Mapping[str, Any] | None = None
 ) -> tuple[dict[str, Any], str] | None:
-    """A model's config.json, offline, and where it came from: a local directory's, the local
-    Hugging Face cache's (a hub id), or the text config of its ``models:`` entry in the planner's
-    measurements file (``models``); None when none has it (then the model is checked when it
-    loads)."""
+    """A model's config.json, offline, and where it came from; None when none is at hand."""
     local = Path(path) / "config.json"
     if local.is_file():
         return json.loads(local.read_text()), str(local)
@@ -158,8 +142,7 @@ def read_model_config(
 
 
 def study_backends(variants: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """The attention backends the mask study's model runs on: every finetune's, evaluation's and
-    the leakage probe's."""
+    """The attention backends the mask study's finetunes, evaluations and probe run on."""
     from ablate.mask.commands import PROBE_ATTN_IMPLEMENTATION
 
     found = [v["params"]["attn_implementation"] for v in variants.values() if "params" in v]
@@ -173,11 +156,7 @@ def check_study(
     measurements=None,
     where: str = "mask.model",
 ) -> None:
-    """The mask study's base model, checked when the workflow is parsed (before any job): the
-    embedded model is a tiny one of ``mask.model.embedded.family`` (its model_type); a pretrained
-    one is read offline
-    (:func:`read_model_config`; ``measurements``: the planner's file, for its ``models:``).
-    ``where``: the model's config key (``mask.models.<name>`` for one of several)."""
+    """The mask study's base model, checked at parse time (``where``: its config key)."""
     model = mask["model"]
     if model["source"] == "embedded":
         embedded = model.get("embedded", {})

@@ -1,13 +1,6 @@
 """The mask study's front door: the README's caption under its picture and docs/embedded.md's
-"What the default shows", rendered from a row of docs/expected_results.csv.
-
-``ablate expected --write`` (ablate.core.reports.expected) renders them from the row of the run
-whose ``results/plots/scores.png`` it copies to the README's picture: the macro scores with each
-finetune's recovered share of the drop, how many tasks the ablation lowers, every claim's verdict.
-Each function takes the study's quantities of that row (``<model> under <policy>``, a task's
-``...: <task>``, claims by name: ablate.mask.status.run_scores and claims) and the row's label
-(CPU kind, CPU model, tree, date). No torch, no pandas.
-"""
+"What the default shows", rendered by ``ablate expected --write`` from a row of
+docs/expected_results.csv. No torch, no pandas."""
 
 from __future__ import annotations
 
@@ -39,10 +32,7 @@ def ablated_policy(scores: Mapping[tuple[str, str], float]) -> str:
 
 
 def recovered_shares(scores: Mapping[tuple[str, str], float]) -> dict[str, float] | None:
-    """Each finetune's share of the drop it wins back under the ablation: (finetune - base) /
-    (base under causal - base), all macro scores, the base's under the ablated policy but the
-    one (the recovery table's ``recovered_fraction`` of the macro row); None where the ablation
-    did not lower the base's macro score."""
+    """Each finetune's share of the macro drop it wins back; None where there is no drop."""
     ablated = ablated_policy(scores)
     lo, drop = scores[BASE, ablated], scores[BASE, _CAUSAL] - scores[BASE, ablated]
     if drop <= 0:
@@ -60,8 +50,7 @@ def _verdicts(quantities: Mapping[str, str], family: str) -> dict[str, str]:
 
 
 def caption(quantities: Mapping[str, str], label: str) -> str:
-    """The README's caption under ``results/plots/scores.png``: the run's CPU kind and tree, how
-    many tasks the ablation lowers significantly, each finetune's recovered share."""
+    """The README's caption under ``results/plots/scores.png``."""
     scores = macro_scores(quantities)
     ablated = ablated_policy(scores)
     hurt = _verdicts(quantities, "ablation_hurts")
@@ -83,9 +72,7 @@ def caption(quantities: Mapping[str, str], label: str) -> str:
 
 
 def shows(quantities: Mapping[str, str], label: str) -> str:
-    """docs/embedded.md's "What the default shows": the macro scores per model and policy with
-    each finetune's recovered share, then every study-level claim's verdict and each per-task
-    family's count."""
+    """docs/embedded.md's "What the default shows": macro scores and shares, then the claims."""
     scores = macro_scores(quantities)
     ablated = ablated_policy(scores)
     shares = recovered_shares(scores) or {}

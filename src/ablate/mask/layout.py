@@ -1,14 +1,7 @@
 """The mask study's layout (its study part ``layout``, :mod:`ablate.core.jobs`): files and jobs,
-derived from a config.
+derived from a config: :func:`jobs` is the one job list.
 
-:func:`jobs` is the one job list (core :class:`ablate.core.jobs.Job` rows): which jobs exist, the
-files each writes (:data:`PATTERNS`), the stage each belongs to, the jobs it reads, each job's
-config slice. The rules (rules/mask/*.smk), STATUS, the planner (ablate.mask.plan) and the recovery
-table (its rule's params) all take it from here. The policies live in :mod:`ablate.mask.policies`,
-the resolved variants in :mod:`ablate.mask.variants`.
-
-Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast.
-"""
+Pure Python (no torch): the Snakefile imports it at parse time, and a no-op rerun must stay fast."""
 
 from __future__ import annotations
 
@@ -28,8 +21,7 @@ from ablate.mask.variants import (
 # the study's hook (ablate.core.trees.experiments.changes): a variant's key the config leaves unset
 from ablate.mask.variants import resolved_value as resolved_value
 
-#: Each rule's log file (and a planned rule's benchmark file) in its rule's folder
-#: (:data:`ablate.core.jobs.LOG`), the rule's wildcards in braces.
+#: Each rule's log (and benchmark) file stem in its rule's folder, its wildcards in braces.
 _FILE_STEMS = {
     "make_data": "data",
     "prepare_model": "base",  # the registration of a pretrained model too
@@ -54,9 +46,7 @@ def _benchmark(rule: str) -> str:
     return benchmark_pattern(rule, _FILE_STEMS[rule])
 
 
-#: Every file the mask study's rules write, relative to the results folder (config key
-#: `results`): outputs, logs and benchmarks. The rules (rules/mask/*.smk), the planner
-#: (ablate.mask.plan) and the recovery table take their paths from here.
+#: Every file the mask study's rules write, relative to the results folder (config `results`).
 PATTERNS: dict[str, str] = {
     # make_data (mask.data.source: embedded)
     "corpus": "data/corpus.jsonl",
@@ -100,8 +90,7 @@ PATTERNS: dict[str, str] = {
     "claims_html": "claims/mask.html",  # the report's view of the table
     "claims_tex": "claims/mask.tex",  # for a paper (booktabs)
     "claims_log": _log("mask_claims"),
-    # a multi-model config (mask.models): each model's files above are under MODEL_DIR; its
-    # cross-model table and claims are the files above, their logs these
+    # a multi-model config: each model's files above under MODEL_DIR, the cross-model ones' logs
     "models_recovery_log": _log("models_recovery"),
     "models_claims_log": _log("models_claims"),
 }
@@ -158,14 +147,13 @@ def models(variants: dict[str, Any]) -> list[str]:
 
 
 def _eval_stage(model: str, policy: str, variants: dict[str, Any]) -> int:
-    """base x causal = 1, base x ablated = 2, a stage-3 finetune's evaluation = 4, a stage-5 one's 5."""
+    """base x causal = 1, base x ablated = 2, a stage-3 finetune's = 4, a stage-5 one's 5."""
     if model == BASE:
         return 1 if policy == "causal" else 2
     return {3: 4, 5: 5}[int(variants[model]["stage"])]
 
 
-#: Each rule's config slice (``Job.config``: what its rule passes as ``params.config`` and its
-#: record's provenance holds) that is one node of the config: the node's path under ``mask``.
+#: The rules whose config slice (``Job.config``) is one node of ``mask``: that node's path.
 SLICE_NODES = {
     "make_data": "data",
     "prepare_model": "model",
@@ -183,11 +171,7 @@ def finetune_slice(name: str, variant: dict[str, Any]) -> dict[str, Any]:
 def _job(
     cfg: dict[str, Any], rule: str, name: str | None = None, *, files: str | None = None, **kw: Any
 ) -> Job:
-    """A core Job of this study (:func:`ablate.core.jobs.make_job`), ``name`` and ``files`` the
-    rule's unless given: its outputs (``_RULE_OUTPUTS[files]``), its log and benchmark
-    (:data:`_FILE_STEMS`), its config slice (``config`` when given, else a node of
-    :data:`SLICE_NODES`) and where the config sets its keys (``labels["where"]``); the mask-only
-    facts (model, policy, variant) in ``labels``."""
+    """A core Job of this study; its config slice ``config`` or a node of :data:`SLICE_NODES`."""
     wc = kw.pop("wildcards", {})
     outputs = {n: PATTERNS[key].format(**wc) for n, key in _RULE_OUTPUTS[files or rule].items()}
     labels = {k: kw.pop(k, None) for k in ("model", "policy", "variant")}
@@ -272,11 +256,8 @@ LATE_EVAL_KEYS = ("task_dirs", "softmax_dtype")
 
 def eval_slice(config: dict[str, Any]) -> tuple[dict[str, Any], str | dict[str, str]]:
     """The evaluations' config slice and where the config sets its keys: ``mask.eval``, with the
-    hub tasks' datasets (``datasets``: task -> path, name, commit) pinned by the hub revisions'
-    lock (:func:`ablate.mask.tasks.pinned_datasets`), so a new pin reruns the evaluations and
-    never restores the old result. The embedded tasks (generated files) are the slice alone.
-    Each of :data:`LATE_EVAL_KEYS` (the user's task folders, the softmax dtype) is in it when
-    set off its default: a slice without, as before it existed, for a study that leaves it."""
+    hub tasks' datasets pinned by the hub revisions' lock, so a new pin reruns the evaluations
+    and never restores the old result."""
     late = schema_defaults("properties/mask/properties/eval")
     node = {
         k: v for k, v in config["mask"]["eval"].items() if k not in LATE_EVAL_KEYS or v != late[k]
@@ -328,9 +309,7 @@ def _eval_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
 def _claims_upstream(
     config: dict[str, Any], variants: dict[str, Any], evals: list[Job]
 ) -> list[str]:
-    """The evaluations the claims read (the base model and each variant a role of
-    ``mask.claims`` names: a role set to null reads none), as job names: the claims rule's
-    inputs, so STATUS does not call the claims stale for an evaluation it never reads."""
+    """The evaluations the claims read: STATUS calls the claims stale for those alone."""
     claimed = claims_evaluations(
         resolve_claims(config["mask"]["claims"], variants), config["mask"]["eval"]["ablated_policy"]
     )
@@ -340,8 +319,7 @@ def _claims_upstream(
 def _table_jobs(
     config: dict[str, Any], evals: list[str], finetunes: list[str], claimed: list[str]
 ) -> list[Job]:
-    """The recovery table, the report's plots and the claims, from the evaluations; each job's
-    upstream the jobs whose files its rule reads (STATUS calls it stale as Snakemake reruns it)."""
+    """The recovery table, plots and claims, each upstream of what its rule reads."""
     pretrain = ["prepare_model"] if config["mask"]["model"]["source"] == "embedded" else []
     return [
         # the recovery table reads the finetunes' summaries too: their steps and stop
@@ -353,11 +331,7 @@ def _table_jobs(
 
 
 def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list[Job]:
-    """Every job of the mask study for a schema-validated config, in run order (core Jobs: the
-    rules, STATUS and the planner read them). A multi-model config (``mask.models``): the data,
-    then each model's study in its folder (:func:`ablate.mask.models.in_model`), then the
-    cross-model table and claims. ``variants``: the resolved finetune variants, when the caller
-    already has them."""
+    """Every job of the mask study for a schema-validated config, in run order."""
     variants = variants_of(config) if variants is None else variants
     lms = model_dim.names(config)
     if not lms:
@@ -374,8 +348,7 @@ def jobs(config: dict[str, Any], variants: dict[str, Any] | None = None) -> list
 
 
 def _model_jobs(config: dict[str, Any], variants: dict[str, Any]) -> list[Job]:
-    """One model's study (``mask.model``): data, base model, probes, finetunes, evaluations, the
-    table, plots and claims."""
+    """One model's study (``mask.model``)."""
     trains = _train_jobs(config, variants)
     evals = _eval_jobs(config, variants)
     finetunes = [j.name for j in trains if j.rule == "finetune"]
@@ -394,8 +367,7 @@ def _cross_model_jobs(config: dict[str, Any], per_model: list[Job]) -> list[Job]
 
 
 def targets(config: dict[str, Any]) -> list[str]:
-    """The files a full run of the mask study ends with: the recovery table, plots, claims (a
-    multi-model config: the cross-model table and claims, and each model's plots)."""
+    """The files a full run of the mask study ends with."""
     tables = ("recovery_csv", "recovery_parquet", "claims_csv")
     plots = ("plot_scores", "plot_loss_curves")
     lms = model_dim.names(config)
@@ -412,8 +384,7 @@ def model_path(config: dict[str, Any], lm: str, key: str, **wildcards: str) -> s
 
 
 def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
-    """metrics.json path -> {stage, variant, train_policy}: how the recovery table labels a row
-    (and a seed's ``base`` variant and ``seed``)."""
+    """metrics.json path -> how the recovery table labels its rows."""
     out = {}
     for j in job_list:
         if j.rule == "eval_model":
@@ -428,8 +399,6 @@ def recovery_labels(job_list: list[Job]) -> dict[str, dict[str, Any]]:
 
 
 def plan_config(config: dict[str, Any]) -> dict[str, Any]:
-    """The study's section (resources: each job's gpu count, for the data-parallel speedup and
-    the jobs side by side) with, of its claims, the roles alone: they name the evaluations the
-    claims job reads (the job list the planner builds); a margin or level leaves the plan as is."""
+    """The study's section with, of its claims, the roles alone (a margin leaves the plan as is)."""
     roles = {r: config["mask"]["claims"].get(r) for r in CLAIM_ROLES}
     return {**{k: v for k, v in config["mask"].items() if k != "claims"}, "claims": roles}

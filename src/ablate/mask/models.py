@@ -1,14 +1,7 @@
 """Models as a study dimension (config ``mask.models``), as seeds are one for a variant.
 
-One config names several base models. Each gets the whole study, its base evaluations, leakage
-probes, finetunes, recovery table, plots and claims, in its own folder ``<results>/models/<name>/``
-(its jobs named ``<name>/...``); the embedded data are shared. The cross-model recovery table and
-claims are the study's usual files (``<results>/recovery.csv``, ``claims/mask.csv``) with a
-``model`` column: each model's rows, and each claim counted over the models ("holds in k of n
-models"). A config without ``mask.models`` is the one-model study, its files unchanged.
-
-Pure Python (no torch): the Snakefile imports it at parse time.
-"""
+Each model gets the whole study in its own folder, the data shared; the cross-model table and
+claims: docs/own-model.md. Pure Python (no torch): the Snakefile imports it at parse time."""
 
 from __future__ import annotations
 
@@ -29,10 +22,8 @@ def names(config: Mapping[str, Any]) -> list[str]:
 
 
 def model_of(config: Mapping[str, Any], lm: str) -> dict[str, Any]:
-    """Model ``lm``'s base model: ``mask.model`` with its entry's keys over it (nested keys one by
-    one), defaults filled, checked as ``mask.model`` is (a ConfigError names
-    ``mask.models.<lm>.<key>``). An entry's ``path`` comes with its own ``revision`` (a revision is
-    of one repository); a pretrained model carries no ``embedded`` settings."""
+    """Model ``lm``'s base model: ``mask.model`` with its entry over it, defaults filled, checked.
+    An entry's ``path`` comes with its own ``revision`` (a revision is of one repository)."""
     from ablate.core.config import check, subschema, validator
 
     entry = config["mask"]["models"][lm] or {}
@@ -63,9 +54,7 @@ def model_config(config: Mapping[str, Any], lm: str) -> dict[str, Any]:
 
 
 def check(config: Mapping[str, Any]) -> None:
-    """A multi-model config's models are valid (:func:`model_of`) and share one source (the base
-    model's rule is the embedded pretraining or the registration of a pretrained model, one per
-    config); embedded models need the embedded data, as ``mask.model`` does: ConfigError else."""
+    """A multi-model config's models are valid and share one source: ConfigError else."""
     sources = {lm: model_of(config, lm)["source"] for lm in names(config)}
     if len(set(sources.values())) > 1:
         listed = ", ".join(f"{lm}: {s}" for lm, s in sources.items())
@@ -86,9 +75,7 @@ def folder(results: str, lm: str) -> str:
 
 
 def in_model(job: Job, lm: str, results: str, shared: Sequence[str] = ()) -> Job:
-    """A job of one model's study (built as a one-model study's, under ``results``) moved into
-    the model's folder and named ``<lm>/<name>``; the ``shared`` jobs it reads (the data) stay
-    shared, by their names and files."""
+    """A job moved into model ``lm``'s folder and named ``<lm>/<name>`` (``shared`` ones kept)."""
 
     def moved(path: str | None) -> str | None:
         if path is None:
@@ -122,8 +109,7 @@ def of_model(jobs: Sequence[Job], lm: str | None) -> list[Job]:
 
 
 def cross_recovery(tables: Mapping[str, Any]) -> Any:
-    """Every model's recovery table (model -> its CSV path or frame) in one, a ``model`` column
-    first, in the config's model order."""
+    """Every model's recovery table (model -> CSV path or frame) in one, ``model`` column first."""
     import pandas as pd
 
     frames = []
@@ -138,9 +124,7 @@ _MODEL_ROW = "{claim}/{lm}"
 
 
 def cross_verdict(verdicts: Mapping[str, str]) -> tuple[str, str]:
-    """(verdict, evidence) of a claim over the models from each model's verdict: supported when it
-    holds in every model; not supported when it holds in none and some model's data reject it;
-    inconclusive when the models disagree or none decides; not run when no model ran it."""
+    """(verdict, evidence) of a claim over the models: supported where it holds in every one."""
     n = len(verdicts)
     k = sum(v == "supported" for v in verdicts.values())
     ran = [v for v in verdicts.values() if v != "not run"]
@@ -157,12 +141,8 @@ def cross_verdict(verdicts: Mapping[str, str]) -> tuple[str, str]:
 
 
 def cross_claims(tables: Mapping[str, Any]) -> Any:
-    """Each claim counted over the models (model -> its claims CSV path or frame): the claim's
-    cross-model row (``model`` "all", its verdict by :func:`cross_verdict`, its inputs each
-    model's claims table), then each model's row beside it (``claim/<model>``, its own verdict and
-    evidence). A row of a claim's part (a task's, ``learned/emb_count``; a seed's,
-    ``claim/seed0``) stays with its model (``learned/emb_count/<model>``): the count reads the
-    claims themselves."""
+    """Each claim counted over the models (row ``model`` "all"), then each model's row; a
+    claim's part (a task's or a seed's row) is listed per model, not counted."""
     import pandas as pd
 
     from ablate.core.reports.claims import COLUMNS

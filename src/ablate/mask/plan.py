@@ -1,10 +1,7 @@
 """The mask study's jobs as the planner sees them: tokens, model size, what each loads and writes.
 
-Built from the study's job list (:func:`ablate.mask.layout.jobs`) and the schema-validated config
-(defaults filled, as the rules get it). A size that cannot be worked out (an unknown hub task, a
-model size unknown offline, a key the config leaves unset) leaves ``tokens`` or ``params`` empty
-with the reason; it never raises.
-"""
+A size that cannot be worked out leaves ``tokens`` or ``params`` empty with the reason; it never
+raises (a forecast never stops a study)."""
 
 from __future__ import annotations
 
@@ -37,8 +34,7 @@ def _words(text: str) -> int:
 
 @functools.cache
 def sft_words(seed: int, n: int) -> tuple[int, ...]:
-    """Words of each generated SFT pair (its prompt as formatted, and its output), generated once
-    a process: every finetune and leakage probe of a plan reads them."""
+    """Words of each generated SFT pair (prompt as formatted, and output), once a process."""
     from ablate.mask import embedded
     from ablate.mask.sft_data import format_prompt
 
@@ -48,9 +44,7 @@ def sft_words(seed: int, n: int) -> tuple[int, ...]:
 
 @functools.cache
 def doc_tokens(name: str, seed: int, n_docs: int) -> tuple[int, ...]:
-    """Tokens of each generated document of an embedded task: words + 1 of each (context,
-    choice) request, one per entry of the task's choice field, each with the document's text
-    fields; generated once a process (every evaluation of a plan reads them)."""
+    """Tokens of each generated document of an embedded task (words + 1 a request)."""
     from ablate.mask import embedded
 
     choices = embedded.task_yaml(name)["doc_to_choice"]
@@ -62,8 +56,7 @@ def doc_tokens(name: str, seed: int, n_docs: int) -> tuple[int, ...]:
 
 
 def _fill(p: dict[str, Any], per_step: float) -> str:
-    """How full a step's rows are: non-pad tokens are what the forecast and the measured rates
-    count; the pads a step computes besides are inside the rate measured for its mode."""
+    """How full a step's rows are (the pads are inside the rate measured for its mode)."""
     if not p.get("packing"):
         return "unpacked: rows padded to the longest pair of each micro-batch"
     rows = math.ceil(per_step / p["packing_row_tokens"])
@@ -72,8 +65,7 @@ def _fill(p: dict[str, Any], per_step: float) -> str:
 
 
 class _MaskPlanner:
-    """Token counts and model sizes of the mask study's GPU jobs for one config (of one of its
-    models, ``lm``, in a multi-model config: each model is planned with its own size)."""
+    """Token counts and model sizes of the GPU jobs of one config (or one model ``lm`` of it)."""
 
     def __init__(self, config: dict[str, Any], ref: Reference, root: Path, lm: str | None = None):
         self.config, self.ref, self.root, self.lm = config, ref, root, lm
@@ -107,10 +99,7 @@ class _MaskPlanner:
             return None, f"model size unknown: {type(exc).__name__}: {exc}"
 
     def params_of_run(self, job: PlannedJob, data: dict[str, Any]) -> float | None:
-        """Size of the model a finished job ran, from the config.json of the checkpoint it wrote
-        or loaded: the model its record names (a metrics.json's {"path": ...} or a leakage
-        probe's path string; absolute, where it ran), else the checkpoint this results folder
-        holds for that model; a hub model run by id is the config's model."""
+        """Size of the model a finished job ran, from its checkpoint's config.json."""
         if job.kind == "train":
             return params_from_dir(self.root / job.job.outputs["model"])
         named = data.get("model")
@@ -139,8 +128,7 @@ class _MaskPlanner:
 
     # -- tokens
     def _recorded_lengths(self, max_seq_len: int) -> tuple[dict[str, Any], str] | None:
-        """The pair lengths a finished finetune of this results folder recorded at this
-        ``max_seq_len`` (its summary's ``lengths``: the examples it prepared)."""
+        """The pair lengths a finished finetune here recorded at this ``max_seq_len``."""
         for j in self.jobs.values():
             if j.rule != "finetune":
                 continue
@@ -150,9 +138,7 @@ class _MaskPlanner:
         return None
 
     def _pair_tokens(self, max_seq_len: int) -> tuple[float, str]:
-        """Tokens of one SFT pair: recorded by a finished finetune; else the measurements file's
-        ``sft_lengths`` of the hub dataset, the generated pairs' mean words + 2 (embedded), or
-        max_seq_len (an upper bound)."""
+        """Tokens of one SFT pair, and where the number comes from."""
         recorded = self._recorded_lengths(max_seq_len)
         if recorded:
             return float(recorded[0]["mean"]), recorded[1]
@@ -175,18 +161,8 @@ class _MaskPlanner:
         lens = [min(max_seq_len, w + 2) for w in words]
         return sum(lens) / len(lens), "mean words+2 of the generated SFT pairs"
 
-    def _embedded_task_tokens(self, name: str, n: int | None) -> tuple[float, str]:
-        """:func:`doc_tokens` of the first ``n`` generated documents (None: all)."""
-        data = self.mask["data"]
-        per_doc = doc_tokens(name, data["seed"], data["embedded"]["task_docs"])
-        per_doc = per_doc[: n or len(per_doc)]
-        return sum(per_doc), f"{name} {len(per_doc)} docs"
-
     def _eval_tokens(self, n_docs: dict[str, int] | None = None) -> tuple[float | None, str]:
-        """Tokens of one evaluation: sum over tasks of docs x choices x tokens/request.
-
-        ``n_docs`` (task -> documents actually scored, from a metrics.json) replaces the limits.
-        """
+        """Tokens of one evaluation; ``n_docs`` (task -> documents scored) replaces the limits."""
         total, parts, unknown = 0.0, [], []
         tpr_default = self.ref.tokens_per_request
         for t in self.mask["eval"]["tasks"]:
@@ -194,9 +170,11 @@ class _MaskPlanner:
             if self.embedded_data:
                 if "task_docs" not in (self.mask["data"].get("embedded") or {}):
                     return None, "unknown task sizes: mask.data.embedded.task_docs is not set"
-                toks, part = self._embedded_task_tokens(name, (n_docs or {}).get(name) or limit)
-                total += toks
-                parts.append(part)
+                data = self.mask["data"]
+                per_doc = doc_tokens(name, data["seed"], data["embedded"]["task_docs"])
+                per_doc = per_doc[: (n_docs or {}).get(name) or limit or len(per_doc)]
+                total += sum(per_doc)
+                parts.append(f"{name} {len(per_doc)} docs")
                 continue
             spec = {**self.ref.tasks.get(name, {}), **(self.plan["tasks"].get(name) or {})}
             n = (n_docs or {}).get(name) or (
@@ -261,8 +239,7 @@ class _MaskPlanner:
         return job
 
     def _train_shape(self, job: PlannedJob, p: dict[str, Any], where: str) -> list[str]:
-        """Set a training job's shape, dtype and optimizer from its parameters ``p`` (config key
-        ``where``); return the size keys ``p`` lacks (none once the schema fills them)."""
+        """Set a training job's shape, dtype and optimizer; return the size keys ``p`` lacks."""
         job.train_shape = {k: p.get(k) for k in _TRAIN_SHAPE}
         # "auto" (bf16 only on a bf16-capable GPU) is counted as float32: the safe memory bound
         job.dtype = p.get("model_dtype", "auto")
@@ -298,8 +275,7 @@ class _MaskPlanner:
     def _plan_finetune(self, sj: Job, job: PlannedJob, hub: bool) -> None:
         p = sj.labels["variant"]["params"]
         self._train_shape(job, p, f"mask.finetune.variants.{sj.labels['model']}")
-        # gpu > 1: the loop's data-parallel recipe under torchrun (ablate.core.execution.parallel),
-        # the global batch held
+        # gpu > 1: the loop's data-parallel recipe under torchrun, the global batch held
         job.scaling_key = "finetune_data_parallel"
         job.sharded = True
         job.data_parallel = p.get("data_parallel")
@@ -314,9 +290,7 @@ class _MaskPlanner:
         stops = p.get("plateau_patience") or p.get("no_learning_steps")
         stop = " (upper bound: a stop rule may end it earlier)" if stops else ""
         job.packing = bool(p.get("packing"))
-        # one forward: a packed row holds the step's pairs (at most packing_row_tokens), an
-        # unpacked micro-batch batch_size rows of at most max_seq_len; N processes share a step,
-        # so one process's forward holds at most this (an upper bound)
+        # one forward's tokens, an upper bound (N processes share a step)
         job.forward_tokens = (
             min(p["packing_row_tokens"], per_step)
             if job.packing
@@ -337,8 +311,7 @@ class _MaskPlanner:
 
 
 def study_plan(config: dict[str, Any], ref: Reference, root: Path) -> list[StudyPlan]:
-    """The mask study's planned jobs (those with a kind: the GPU-capable ones) for the planner:
-    one plan, or one per model of a multi-model config (each its own size and memory)."""
+    """The mask study's GPU-capable jobs: one plan, or one per model of a multi-model config."""
     return [_model_plan(config, ref, Path(root), lm) for lm in model_dim.names(config) or [None]]
 
 
@@ -363,10 +336,8 @@ _PAYS = 0.5
 
 
 def data_parallel_note(config: dict[str, Any]) -> str | None:
-    """One line for a config whose finetunes ask more GPUs (``mask.resources.finetune.gpu``)
-    than pay: measured slower than one GPU, or below :data:`_PAYS` of linear (the measurements
-    file's ``scaling`` rows of each variant's recipe and packing mode), with the key and the
-    alternative; None where they pay or nothing was measured."""
+    """One line for a config whose finetunes ask more GPUs than pay (measured slower than one
+    GPU, or below :data:`_PAYS` of linear); None where they pay or nothing was measured."""
     n = config["mask"]["resources"]["finetune"]["gpu"]
     if n <= 1:
         return None

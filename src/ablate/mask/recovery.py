@@ -1,31 +1,8 @@
 """The recovery table: every evaluation of the study in one long-format frame.
 
-One row per (task incl. ``macro``, stage, variant, eval policy). Scores are compared with the
-two reference evaluations of the base model, matched per task:
-
-- stage 1: base model under ``causal`` (what the model can do),
-- stage 2: base model under the ablated policy (what the ablation costs),
-
-so ``delta_vs_stage1 = score - stage1``, ``retention_vs_stage1 = score / stage1``,
-``gain_vs_stage2 = score - stage2`` and ``recovered_fraction = (score - stage2) / (stage1 -
-stage2)``. Each difference comes with a confidence interval and p-value from a paired test on the
-per-item results (samples.parquet; :mod:`ablate.core.reports.stats`), or, without them, an unpaired
-z test on the stderrs. A derived number is given only where it means something (``note`` says why
-one is empty): ``gain_vs_stage2`` on rows under the ablated policy (and stage 1: the drop), never on
-a finetune evaluated under causal; ``recovered_fraction`` on those rows only where the stage-1 to
-stage-2 drop of that task is itself significant (stage 1 and 2 carry its anchors 1 and 0).
-``within_noise`` says whether the row's own comparison is not significant: the recovery (vs stage
-2) for a finetune under the ablated policy, the drop or side effect (vs stage 1) otherwise. Each
-row carries the ``run_id`` of the metrics.json it came from, the join key back to its provenance,
-and names how its number was made: ``protocol``, the evaluation's scoring (config
-``mask.eval.protocol``, from the record's config slice) and ``sft_format``, the finetune's SFT
-template (its ``params.sft_format``; empty for the base model), so numbers of two protocols are
-never compared unknowingly.
-
-CLI: ``ablate recovery --entries entries.json --csv results/recovery.csv [--parquet ...]``
-where ``entries.json`` is a list of ``{stage, variant, train_policy, metrics[, samples]}`` objects
-(a seed's also ``base`` and ``seed``: the table then has the :data:`SEED_COLUMNS`).
-"""
+Each row is compared with the base model under causal (stage 1) and under the ablated policy
+(stage 2); columns and when each is empty: docs/guide.md. ``protocol`` and ``sft_format`` name how
+a number was made, so numbers of two protocols are never compared unknowingly."""
 
 from __future__ import annotations
 
@@ -44,39 +21,13 @@ from ablate.core.reports import stats
 from ablate.mask import items
 
 #: Column order of the table (the contract with the report and the tests; README.md).
-COLUMNS = [
-    "task",
-    "stage",
-    "variant",
-    "train_policy",
-    "sft_format",
-    "eval_policy",
-    "metric",
-    "protocol",
-    "score",
-    "stderr",
-    "n",
-    "chance",
-    "delta_vs_stage1",
-    "delta_vs_stage1_ci_low",
-    "delta_vs_stage1_ci_high",
-    "p_vs_stage1",
-    "retention_vs_stage1",
-    "gain_vs_stage2",
-    "gain_vs_stage2_ci_low",
-    "gain_vs_stage2_ci_high",
-    "p_vs_stage2",
-    "recovered_fraction",
-    "within_noise",
-    "test",
-    "note",
-    "run_id",
-    "train_run_id",
-    "metrics_file",
-    "samples_file",
-]
-#: Inserted after ``variant`` when a variant has seeds (config ``seeds``): the declared variant a
-#: row's seed belongs to and the seed (a study without seeds keeps :data:`COLUMNS` as they were).
+COLUMNS = """
+task stage variant train_policy sft_format eval_policy metric protocol score stderr n chance
+delta_vs_stage1 delta_vs_stage1_ci_low delta_vs_stage1_ci_high p_vs_stage1 retention_vs_stage1
+gain_vs_stage2 gain_vs_stage2_ci_low gain_vs_stage2_ci_high p_vs_stage2 recovered_fraction
+within_noise test note run_id train_run_id metrics_file samples_file
+""".split()
+#: Inserted after ``variant`` when a variant has seeds (a study without keeps :data:`COLUMNS`).
 SEED_COLUMNS = ["base_variant", "seed"]
 MACRO = "macro"
 #: ``train_policy`` of the base model rows: it was not finetuned by the study.
@@ -101,18 +52,6 @@ def _load_metrics(entry: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     if isinstance(metrics, dict):
         return metrics, entry.get("metrics_file")
     raise RecoveryError(f"entry {entry!r} needs 'metrics': a metrics.json path or its loaded dict")
-
-
-def _items(entry: dict[str, Any], metrics: dict[str, Any], where: str) -> pd.Series | None:
-    """Per-item correctness when the entry names its samples (path or frame), else None."""
-    samples = entry.get("samples")
-    if samples is None:
-        return None
-    name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
-    try:
-        return items.correctness(metrics, items.load(samples), name)
-    except items.ItemsError as exc:
-        raise RecoveryError(str(exc)) from exc
 
 
 def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None]:
@@ -155,7 +94,13 @@ def _rows(entry: dict[str, Any]) -> tuple[list[dict[str, Any]], pd.Series | None
                 chance=result.get("chance"),
             )
         )
-    correct = _items(entry, metrics, where)
+    correct = None  # per-item correctness where the entry names its samples (path or frame)
+    if samples is not None:
+        name = str(samples) if isinstance(samples, (str, Path)) else f"the samples of {where}"
+        try:
+            correct = items.correctness(metrics, items.load(samples), name)
+        except items.ItemsError as exc:
+            raise RecoveryError(str(exc)) from exc
     macro = metrics["macro"]
     ns = [r["n"] for r in rows]
     rows.append(
@@ -184,9 +129,7 @@ def _macro_stderr(task_rows: list[dict[str, Any]], correct: pd.Series | None) ->
 
 
 def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.Paired:
-    """``row``'s score against ``ref``'s on ``task`` (rows of the table): paired per item when
-    both evaluations have their items (macro: every item, a macro over tasks), else an unpaired
-    z test on the stderrs."""
+    """``row``'s score against ``ref``'s on ``task``: paired per item, else by stderrs."""
     if ref_items is not None and row_items is not None:
         sel = (lambda s: s) if task == MACRO else (lambda s: s.loc[[task]])
         a, b = sel(ref_items), sel(row_items)
@@ -212,16 +155,8 @@ def _compare(task: str, ref, row, ref_items, row_items, alpha: float) -> stats.P
 
 
 def build_recovery(entries: Iterable[dict[str, Any]], *, alpha: float = 0.05) -> pd.DataFrame:
-    """The long-format recovery table from evaluation entries.
-
-    Each entry: ``stage`` (1 = base causal, 2 = base ablated, 4 = a stage-3 finetune, 5 = a
-    stage-5 finetune), ``variant`` (``base`` or the finetune variant), ``train_policy`` (None for
-    the base model), ``metrics`` (a metrics.json path or its loaded dict), optionally ``samples``
-    (its samples.parquet path or frame: paired tests) and ``train_run_id`` (the run_id of the
-    finetune that produced the evaluated checkpoint) and ``sft_format`` (its SFT template). Exactly
-    one stage-1 and one stage-2 entry are required: every other row is compared to them.
-    ``alpha``: the tests' significance level.
-    """
+    """The long-format table from evaluation entries (:func:`entries_from_results`): exactly
+    one stage-1 and one stage-2 entry, which every row is compared to."""
     rows, correct = [], {}
     for entry in entries:
         entry_rows, entry_items = _rows(entry)
@@ -329,14 +264,7 @@ def entries_from_results(
     summaries: Iterable[str | Path] = (),
     samples_files: Iterable[str | Path] = (),
 ) -> list[dict[str, Any]]:
-    """Entries for :func:`build_recovery` from the pipeline's layout.
-
-    ``metrics_files`` are the evaluations' metrics.json; ``labels`` maps each to its ``stage``,
-    ``variant`` and ``train_policy`` (the study's job list: ``ablate.mask.layout.recovery_labels``);
-    ``samples_files`` their ``samples.parquet`` siblings (matched by folder; an evaluation without
-    one is compared through its stderrs); ``summaries`` are ``.../finetune/<variant>/summary.json``,
-    whose run_id becomes ``train_run_id`` and whose ``params.sft_format`` ``sft_format``.
-    """
+    """Entries for :func:`build_recovery` from the pipeline's files and its job list's labels."""
     train_run_ids, sft_formats = {}, {}
     for s in summaries:
         prov = json.loads(Path(s).read_text()).get("provenance") or {}
@@ -367,9 +295,7 @@ def entries_from_results(
 def protocol_line(
     protocols: Iterable[str | None], metrics: Iterable[str], sft_formats: Iterable[str | None]
 ) -> str:
-    """One sentence naming how a table's numbers were made: the evaluations' scoring protocols,
-    their headline metrics and the finetunes' SFT formats (each distinct value, sorted; an
-    unrecorded one is "unrecorded"), for the claims and the report (docs/differences.md)."""
+    """One sentence naming how the table's numbers were made, for the claims and the report."""
 
     def names(values) -> str:
         return ", ".join(sorted({"unrecorded" if v is None or v != v else str(v) for v in values}))
@@ -400,10 +326,7 @@ def write_recovery(
 
 
 def to_latex(df: pd.DataFrame, source: str) -> str:
-    """The macro rows as a paper's booktabs table: stage, variant (and seed), evaluation policy,
-    score with its standard error, the change from stage 1 with its 95 % interval and the
-    recovered fraction; each row's metrics.json and run id named above it, the protocol line
-    under the sources."""
+    """The macro rows as a paper's booktabs table, their sources and the protocol line."""
     from ablate.core.reports.latex import booktabs
 
     def num(v, fmt: str = "{:.3f}") -> str:

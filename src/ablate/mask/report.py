@@ -1,9 +1,6 @@
 """Figures for the Snakemake report: per-task scores by stage with the drop and the recovery, and
-training loss curves.
-
-Both read only pipeline outputs (the recovery table, training ``summary.json`` files), so they can
-be redrawn from a finished results folder without any model.
-"""
+training loss curves. Both read only pipeline outputs, so a finished results folder can redraw
+them without any model."""
 
 from __future__ import annotations
 
@@ -17,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on cluster nodes or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.text import Text  # noqa: E402
 
 from ablate.mask.recovery import MACRO, protocol_line  # noqa: E402
 from ablate.mask.status import score_name  # noqa: E402
@@ -27,8 +25,7 @@ def _evaluation_label(stage: int, variant: str, eval_policy: str) -> str:
 
 
 def _distinct_colors(n: int) -> list:
-    """``n`` colours, no two alike: tab10's; tab20's (tab10's hues, dark and light) for up to
-    twenty series (seeded variants give more than ten); evenly spaced hues beyond."""
+    """``n`` colours, no two alike (seeds give more than ten series)."""
     for name in ("tab10", "tab20"):
         if n <= len(palette := plt.get_cmap(name).colors):
             return list(palette[:n])
@@ -39,28 +36,20 @@ def _distinct_colors(n: int) -> list:
 #: its size (1400 px wide window), where 10 pt at :data:`DPI` is 11 px
 MIN_FONT_PT = 10
 DPI = 120
-#: the PNG text chunk that holds the smallest text's size in the image's own pixels (the report
-#: test scales it by how large the browser shows the image)
+#: PNG text chunk: the smallest text's size in image pixels (the report test scales it)
 MIN_FONT_KEY = "ablate:min_font_px"
-#: the PNG text chunk that holds the scores the bars draw, as JSON: each name as
-#: ``ablate runs`` and docs/expected_results.csv name it (ablate.mask.status.score_name) -> its
-#: score, so a test reads what the picture shows (the README's copy of it)
+#: PNG text chunk: the scores the bars draw (JSON), so a test reads what the picture shows
 SCORES_KEY = "ablate:scores"
 
 
 def _drawn_scores(df: pd.DataFrame) -> dict[str, float]:
-    """The scores of the recovery table's rows that the score plot draws as bars (every task and
-    the macro, per model and eval policy), named as ablate.mask.status.run_scores names them."""
+    """The scores the score plot draws as bars, by ablate.mask.status.score_name."""
     return {score_name(r): float(r["score"]) for r in df.to_dict("records") if pd.notna(r["score"])}
 
 
 def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike) -> Path:
-    """Two panels side by side (a third with seeds: the spread over seeds), one legend below
-    them, so the report's first screen shows the figure under both studies' claims with its text
-    readable. Left: grouped bars, one group per task (macro last), one bar per evaluation in
-    stage order. Right: the differences that carry the finding, with their confidence intervals:
-    the drop (stage 2 - stage 1) and each finetune's recovery under the ablated policy (score -
-    stage 2); hollow markers are within noise."""
+    """Scores by task beside the drop and each recovery with their intervals (with seeds, a
+    third panel), one legend below: wide and short, so the report's first screen shows it."""
     df = pd.read_csv(table) if not isinstance(table, pd.DataFrame) else table
     if df.empty:
         raise ValueError("the recovery table is empty: nothing to plot")
@@ -125,8 +114,7 @@ def plot_scores(table: pd.DataFrame | str | os.PathLike, out: str | os.PathLike)
 
 
 def _plot_seed_spread(ax, df: pd.DataFrame) -> None:
-    """The macro score of every seed of each seeded variant, per evaluation policy: one dot per
-    seed, a bar at their mean (the spread a single seed's number hides)."""
+    """Each seed's macro score per seeded variant and policy, a bar at their mean."""
     macro = df[(df["task"] == MACRO) & df["seed"].notna()]
     groups = list(macro.groupby(["stage", "base_variant", "eval_policy"], sort=True))
     for i, (_, sel) in enumerate(groups):
@@ -148,8 +136,7 @@ def _plot_seed_spread(ax, df: pd.DataFrame) -> None:
 
 
 def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> None:
-    """Drop (stage-2 rows vs stage 1) and recovery (finetunes under the ablated policy vs stage
-    2) per task, with the table's confidence intervals."""
+    """Drop and recovery per task, with the table's confidence intervals."""
     ablated = df.loc[df.stage == 2, "eval_policy"].iloc[0] if (df.stage == 2).any() else None
     series = [("drop: S2 - S1", df[df.stage == 2], "delta_vs_stage1", (2, "base", ablated))]
     finetuned = df[(df.stage > 2) & (df.eval_policy == ablated)]
@@ -181,9 +168,7 @@ def _plot_differences(ax, df: pd.DataFrame, tasks: list[str], colors: dict) -> N
 
 
 def stopped_early(summary: dict) -> bool:
-    """Whether a training run stopped before its step budget: a stop rule (plateau, no learning,
-    a non-finite loss) that fired at the last step (5B's plateau rule at its max_steps) ended
-    nothing early."""
+    """Whether a run stopped before its budget (a stop rule at the last step stops nothing)."""
     stop = (summary.get("stop") or {}).get("reason")
     done, budget = summary.get("steps_done"), summary.get("max_steps")
     if not stop or stop == "max_steps":
@@ -192,11 +177,7 @@ def stopped_early(summary: dict) -> bool:
 
 
 def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathLike) -> Path:
-    """Train loss (lines) and held-out loss (markers) per run, pretraining in its own panel.
-
-    Each summary is a training ``summary.json`` (``curves: {train: [{step, loss}], eval:
-    [{step, eval_loss}]}``); runs are labelled by their folder name and policy.
-    """
+    """Train (lines) and held-out (markers) loss of each training summary.json."""
     runs = []
     for path in summaries:
         data = json.loads(Path(path).read_text())
@@ -221,24 +202,12 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
             train = data["curves"].get("train") or []
             evals = data["curves"].get("eval") or []
             if train:
-                ax.plot(
-                    [e["step"] for e in train],
-                    [e["loss"] for e in train],
-                    color=color,
-                    linewidth=width,
-                    alpha=0.8,
-                    label=f"{label} train",
-                )
+                xs, ys = [e["step"] for e in train], [e["loss"] for e in train]
+                ax.plot(xs, ys, color=color, linewidth=width, alpha=0.8, label=f"{label} train")
             if evals:
-                ax.plot(
-                    [e["step"] for e in evals],
-                    [e["eval_loss"] for e in evals],
-                    "o--",
-                    color=color,
-                    markersize=2 + width,
-                    alpha=0.8,
-                    label=f"{label} held-out",
-                )
+                xs, ys = [e["step"] for e in evals], [e["eval_loss"] for e in evals]
+                held_out = dict(color=color, markersize=2 + width, alpha=0.8)
+                ax.plot(xs, ys, "o--", label=f"{label} held-out", **held_out)
             if train and stopped_early(data):
                 ax.axvline(data.get("steps_done", train[-1]["step"]), color=color, linestyle=":")
         ax.set_xlabel("optimizer step")
@@ -251,21 +220,15 @@ def plot_loss_curves(summaries: Iterable[str | os.PathLike], out: str | os.PathL
     return _save(fig, out)
 
 
-def min_font_px(fig, dpi: float = DPI) -> float:
-    """The size of the smallest text the figure draws, in pixels of its image at ``dpi``."""
-    from matplotlib.text import Text
-
-    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
-    return min(sizes) * dpi / 72
-
-
 def _save(fig, out: str | os.PathLike, text: dict[str, str] | None = None) -> Path:
     """Save ``fig``; a PNG carries :data:`MIN_FONT_KEY` and ``text`` as text chunks."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    meta = (
-        {MIN_FONT_KEY: f"{min_font_px(fig):.2f}", **(text or {})} if out.suffix == ".png" else None
-    )
+    meta = None
+    if out.suffix == ".png":
+        texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text()]
+        min_px = min(t.get_fontsize() for t in texts) * DPI / 72
+        meta = {MIN_FONT_KEY: f"{min_px:.2f}", **(text or {})}
     # legends sit outside the axes
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata=meta)
     plt.close(fig)

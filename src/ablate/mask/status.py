@@ -1,8 +1,6 @@
-"""The mask study's side of STATUS.md (ablate.core.reports.status; the status part of the study
-protocol, ablate.core.jobs): the headline numbers of each record, why a finished job is stale
-(the slice its record holds against its job's ``config``), the key results (recovery and claims
-tables) and the forecast of what remains (the planner's plan.csv). No torch: `ablate status`
-must stay cheap."""
+"""The mask study's side of STATUS.md (the status part of the study protocol, ablate.core.jobs):
+headline numbers, why a finished job is stale, key results and the forecast. No torch: `ablate
+status` must stay cheap."""
 
 from __future__ import annotations
 
@@ -18,13 +16,8 @@ from ablate.core.reports.status import Row, planned_forecast, read_csv
 from ablate.mask import front, layout
 from ablate.mask.answer import answer  # the status protocol's (ablate.core.execution.terminal)
 
-#: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected: an
-#: unmeasured CPU kind's run must support them, and ``ablate expected`` fails loudly where one of
-#: them flips against its kind's row; docs/embedded.md, "Measured runs"): the study's question,
-#: ``prefix_recovers`` (3B wins back part of the drop), and the claims that held on every CPU kind
-#: and tree measured; ``long_at_least_prefix`` (5B >= 3B under the ablation) is left out: 5B and
-#: 3B are within noise of each other, and it was inconclusive on an AMD EPYC without AVX-512 at
-#: tree 05bae26 (p = 0.065) while supported elsewhere
+#: the study-level claims that must hold on every CPU kind (ablate.core.reports.expected); why
+#: ``long_at_least_prefix`` is not among them: docs/embedded.md, "Expected results"
 EVERY_CPU = (
     "learned",
     "ablation_hurts",
@@ -35,18 +28,15 @@ EVERY_CPU = (
     "prefix_side_effect_small",
     "long_side_effect_small",
 )
-#: the sections of the pages that ``ablate expected --write`` renders from the row of the CPU kind
-#: whose run drew the picture (ablate.core.reports.expected): (page, marker name, function of the
-#: row's quantities of this study and the row's label)
+#: (page, marker, renderer) of the sections ``ablate expected --write`` renders from the row of
+#: the CPU kind whose run drew the picture
 FRONT_SECTIONS = (
     (Path("README.md"), "caption", front.caption),
     (Path("docs/embedded.md"), "shows", front.shows),
 )
-#: the picture ``ablate expected --write`` copies from the run into the checkout: (its path under
-#: the results folder, its path in the checkout); the README shows it
+#: the picture ``ablate expected --write`` copies into the checkout: (under results, in checkout)
 FRONT_PICTURE = (layout.PATTERNS["plot_scores"], Path("docs/img/scores.png"))
-#: its run_scores' macro scores are ``<model> under <eval policy>``: the README's table of
-#: expected results is a line per model and a column per policy (ablate.core.reports.expected)
+#: the README's table of expected results is a line per model and a column per eval policy
 SCORES_BY_POLICY = True
 
 
@@ -73,17 +63,13 @@ def headline(job: Job, record: dict) -> str:
 
 
 def changes(job: Job, old: Any, config: dict[str, Any]) -> list[str]:
-    """The config keys changed since the job's record was written: its recorded slice against
-    the job's ``config``, each key named where the config sets it (``labels["where"]``); a
-    finetune's param its variant takes from elsewhere is named on the variant, then where it
-    is set now."""
+    """The config keys changed since the job's record was written, each where it is set."""
     where = job.labels["where"]
     return config_changes(_recorded_slice(job, old), job.config, where, _inherited(job, where))
 
 
 def _inherited(job: Job, where: Any) -> dict[str, str]:
-    """A finetune's params that its variant does not set (the defaults' or the variant's it
-    extends): slice key -> that param's path on the variant (params are keys of the variant)."""
+    """A finetune's params its variant does not set: slice key -> that param's path on it."""
     if job.rule != "finetune":
         return {}
     at = where[""]
@@ -95,8 +81,7 @@ def _inherited(job: Job, where: Any) -> dict[str, str]:
 
 
 def older_records(jobs: list[Job]) -> list[Job]:
-    """The jobs whose record (under the working directory) an earlier version wrote (its slice
-    with the job's wildcards)."""
+    """The jobs whose record an earlier version wrote (its slice with the job's wildcards)."""
     out = []
     for job in jobs:
         if job.record and job.rule in ("eval_model", "leakage_probe"):
@@ -107,10 +92,8 @@ def older_records(jobs: list[Job]) -> list[Job]:
 
 
 def _recorded_slice(job: Job, old: Any) -> Any:
-    """The slice of a record written before each job recorded its slice alone: an evaluation
-    recorded ``{"eval": slice, "model", "policy"}``, a leakage probe ``{**slice, "policy"}`` (the
-    wildcards, which its outputs' paths already hold); read as the slice, so an older results
-    folder shows current, not stale."""
+    """The slice of a record written before each job recorded its slice alone, so an older
+    results folder shows current, not stale."""
     if not isinstance(old, dict) or not set(job.wildcards) <= set(old):
         return old
     if job.rule == "eval_model" and "eval" in old:
@@ -150,8 +133,7 @@ def _of_model(row: Mapping[str, Any]) -> str:
 
 
 def run_numbers(results: Path) -> list[str]:
-    """``ablate runs``' cells: the macro score of each stage, variant and eval policy (the
-    recovery table of the results folder ``results``)."""
+    """``ablate runs``' cells: the macro score of each variant and eval policy."""
     return [
         f"{_of_model(r)}{r['variant']} under {r['eval_policy']} {float(r['score']):.3f}"
         for r in read_csv(results / layout.PATTERNS["recovery_csv"])
@@ -160,9 +142,7 @@ def run_numbers(results: Path) -> list[str]:
 
 
 def run_scores(results: Path) -> dict[str, float]:
-    """``ablate runs``' scores to compare trees by: each row of the recovery table of the results
-    folder ``results``, its macro as ``<variant> under <policy>`` and each task's as ``<variant>
-    under <policy>: <task>`` (a multi-model table's rows named by their model first)."""
+    """``ablate runs``' scores to compare trees by: each recovery row's, by :func:`score_name`."""
     out = {}
     for r in read_csv(results / layout.PATTERNS["recovery_csv"]):
         if (score := number(r.get("score"))) is not None:
@@ -171,8 +151,7 @@ def run_scores(results: Path) -> dict[str, float]:
 
 
 def score_name(row: Mapping[str, Any]) -> str:
-    """A recovery row's score as :func:`run_scores` names it (and the score plot's metadata,
-    ablate.mask.report): ``<variant> under <policy>``, a task's with ``: <task>`` after it."""
+    """``[<model>: ]<variant> under <policy>[: <task>]``: ``ablate runs``' and the score plot's."""
     name = f"{_of_model(row)}{row['variant']} under {row['eval_policy']}"
     return name if row["task"] == "macro" else f"{name}: {row['task']}"
 
@@ -180,11 +159,8 @@ def score_name(row: Mapping[str, Any]) -> str:
 def score_samples(
     results: Path, names: Iterable[str], shared: Path | None = None
 ) -> dict[str, Any]:
-    """``ablate runs``' per-item values of each score of ``names`` (as :func:`run_scores` names
-    them): the correctness of the evaluation its recovery row came from (the row's ``run_id``,
-    its metrics.json and samples.parquet; a task's score its task's items), found in ``results``
-    or, an evaluation an experiment shares with its base, in ``shared``. A score whose evaluation
-    holds no samples of that run is left out."""
+    """``ablate runs``' per-item values of each score of ``names``, from ``results`` or ``shared``
+    (an evaluation shared with an experiment's base); left out where its samples are missing."""
     from ablate.core.reports.claims import Samples
     from ablate.mask import items, models
     from ablate.mask.recovery import MACRO
@@ -215,7 +191,7 @@ def score_samples(
 
 
 def claims(results: Path) -> list[dict[str, str]]:
-    """The rows of the claims table of the results folder ``results``."""
+    """The rows of the claims table."""
     return read_csv(results / layout.PATTERNS["claims_csv"])
 
 

@@ -13,32 +13,24 @@ _TEKKEN_FILE = "tekken_240911.json"  # the Tekken version of the Ministral-3 / M
 _SPECIAL_TOKENS = dict(bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>")
 
 
-def _mistral_common_data_file(name: str = _TEKKEN_FILE) -> Path:
-    import mistral_common
-
-    from ablate.core.models.modeling import ModelLoadError
-
-    path = Path(mistral_common.__file__).parent / "data" / name
-    if not path.exists():
-        raise ModelLoadError(f"mistral-common ships no tokenizer file {name!r} ({path})")
-    return path
-
-
 def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEKKEN_FILE) -> None:
     """Write a loadable HF tokenizer folder from a Tekken file of the mistral-common package.
 
-    AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS;
-    the real checkpoints prepend ``<s>``, so the saved tokenizer does too. The folder is only
-    written: its readers load it (``core.models.modeling.load_tokenizer``, 1 s of CPU).
-    """
+    AutoTokenizer converts ``tekken.json`` offline but sets no special tokens and adds no BOS; the
+    real checkpoints prepend ``<s>``, so the saved tokenizer does too."""
+    import mistral_common
     from tokenizers import processors
     from transformers import AutoTokenizer
 
+    from ablate.core.models.modeling import ModelLoadError
     from ablate.upstream import hf
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    shutil.copy(_mistral_common_data_file(tekken_file), out / "tekken.json")
+    path = Path(mistral_common.__file__).parent / "data" / tekken_file
+    if not path.exists():
+        raise ModelLoadError(f"mistral-common ships no tokenizer file {tekken_file!r} ({path})")
+    shutil.copy(path, out / "tekken.json")
     tok = AutoTokenizer.from_pretrained(out)
     tok.add_special_tokens(_SPECIAL_TOKENS)
     bos = _SPECIAL_TOKENS["bos_token"]
@@ -57,8 +49,7 @@ def prepare_tekken_tokenizer(out_dir: str | os.PathLike, tekken_file: str = _TEK
     (out / "tekken.json").unlink()  # tokenizer.json now holds everything; one source of truth
 
 
-#: The Ministral-3-3B text model's shape (mistralai/Ministral-3-3B-Instruct-2512 config.json):
-#: 3.43 B parameters with tied embeddings; the bench scripts build it random-init from this.
+#: The Ministral-3-3B text model's shape (its config.json): the benches build it random-init.
 MINISTRAL3_3B = dict(
     vocab_size=131072,
     hidden_size=3072,
@@ -90,9 +81,7 @@ _MINISTRAL3_ROPE = {
 
 
 def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The keys of :func:`tiny_config`'s config as a dict, its ``model_type`` included, without
-    importing transformers (the planner counts the model's parameters from it). A family not in
-    :data:`FAMILIES`, or an ``arch`` key the family cannot honour, is refused."""
+    """:func:`tiny_config`'s keys as a dict, without importing transformers (for the planner)."""
     from ablate.core.config import ConfigError, schema_defaults
 
     if family not in FAMILIES:
@@ -118,8 +107,7 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
                 "sliding window; set it to null or use family ministral3 or qwen2"
             )
         return {"model_type": family, **params}
-    # qwen2: its window covers the layers from max_window_layers on: 0 = every layer, as
-    # Ministral-3's does
+    # qwen2: its window covers the layers from max_window_layers on: 0 = all, as Ministral-3's
     return {
         "model_type": family,
         **params,
@@ -130,21 +118,14 @@ def tiny_params(family: str = "ministral3", vocab_size: int = 131072, **override
 
 
 def tiny_config(family: str = "ministral3", vocab_size: int = 131072, **overrides: Any):
-    """The transformers config of a tiny model of ``family`` (:data:`FAMILIES`): the sizes of the
-    config schema's ``mask.model.embedded.arch`` defaults, Tekken's special-token ids, then
-    ``overrides`` (:func:`tiny_params`). ``vocab_size`` defaults to Tekken's (the pipeline passes
-    its tokenizer's). An ``arch`` key the family cannot honour is refused, never ignored."""
+    """The transformers config of a tiny model of ``family`` (an ``arch`` key it cannot honour:
+    refused, never ignored)."""
     import transformers
 
     from ablate.core.config import ConfigError
 
     params = tiny_params(family, vocab_size, **overrides)
-    classes = {
-        "ministral3": transformers.Ministral3Config,
-        "llama": transformers.LlamaConfig,
-        "qwen2": transformers.Qwen2Config,
-    }
-    config = classes[params.pop("model_type")](**params)
+    config = transformers.AutoConfig.for_model(params.pop("model_type"), **params)
     if family == "qwen2":
         # Qwen2Config declares no head_dim; it keeps it, and the modeling reads it
         # (tests/mask/test_tiny.py builds one), where the config kept it.

@@ -1,9 +1,5 @@
-"""The mask study's finetune variants as its config declares them, resolved: defaults plus each
-variant's overrides, a stage-5 variant's inheritance of the stage-3 one it extends, one variant per
-training seed (:func:`ablate.core.reports.seeds.seed_name`), where the config sets each key of a
-finetune (the stale line names it), the claims' roles checked against them, and the check of each
-``eval_size`` and step size against the SFT rows known at parse time. Pure Python (no torch): the
-Snakefile imports it at parse time."""
+"""The mask study's finetune variants as its config declares them, resolved, and the checks of
+them the workflow makes at parse time. Pure Python (no torch): the Snakefile imports it."""
 
 from __future__ import annotations
 
@@ -18,15 +14,10 @@ _VARIANT_META = ("stage", "policy", "extends", "allow_leakage", "seeds")
 def resolve_variants(
     variants: dict[str, dict[str, Any]], defaults: dict[str, Any]
 ) -> dict[str, dict[str, Any]]:
-    """name -> {stage, policy, extends, allow_leakage, params}; params = defaults + overrides.
-
-    A stage-5 variant inherits policy, allow_leakage, seeds and overrides of the stage-3 variant
-    it extends, then applies its own. A variant with ``seeds: [s, ...]`` becomes one variant per
-    seed, :func:`ablate.core.reports.seeds.seed_name` (``3B-s6``), each with ``params.seed`` = s and ``base`` / ``seed``
-    naming where it came from; the seed the variant trains with anyway (its ``params.seed``)
-    keeps the variant's name, files and job: that seed's run is the variant's run, not a copy of
-    it. A variant without ``seeds`` keeps its name and its files.
-    """
+    """name -> {stage, policy, extends, allow_leakage, params}; params = defaults + overrides (a
+    stage-5 variant's over those of the stage-3 one it extends). A variant with ``seeds`` becomes
+    one variant per seed (``3B-s6``), but the seed it trains with anyway keeps the variant's name,
+    files and job: that run is the variant's run, not a copy of it."""
     out = {}
     for name, v in _resolve_declared(variants, defaults).items():
         seeds = v.pop("seeds")
@@ -92,10 +83,7 @@ _VARIANT_KEY = "mask.finetune.variants."
 
 
 def resolved_value(config: dict[str, Any], key: str) -> Any:
-    """The value the dotted config ``key`` of a declared finetune variant takes where the
-    variant does not set it (:func:`resolve_variants`: its stage-3 parent's, else
-    ``mask.finetune.defaults``'; ``allow_leakage`` false); KeyError for a key that resolves to
-    none (another key, a variant the config lacks)."""
+    """The value a declared finetune variant's dotted config ``key`` takes where it is unset."""
     name, _, rest = key.removeprefix(_VARIANT_KEY).partition(".")
     finetune = config["mask"]["finetune"]
     if not key.startswith(_VARIANT_KEY) or name not in finetune["variants"] or not rest:
@@ -114,16 +102,12 @@ CLAIM_ROLES = ("prefix_variant", "causal_variant", "long_variant")
 
 
 def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """The ``claims:`` block with each role checked against the finetune variants; a role set to
-    null is left out (its claims are not made). Returns the block plus each named variant's stage
-    and policy, the params of the claims rule."""
+    """The ``claims:`` block, its roles checked against the variants, with their stage, policy."""
     out = dict(claims)
     declared = sorted({v.get("base", n) for n, v in variants.items()})
     for role in CLAIM_ROLES:
         name = claims.get(role)
-        if name is None:
-            continue
-        if name not in declared:
+        if name is not None and name not in declared:
             raise ConfigError(
                 f"invalid config at mask.claims.{role}: variant {name!r} does not exist "
                 f"(mask.finetune.variants has: {', '.join(declared)}; null leaves its claims out)"
@@ -144,8 +128,7 @@ def resolve_claims(claims: dict[str, Any], variants: dict[str, dict[str, Any]]) 
 
 
 def claims_evaluations(claims: dict[str, Any], ablated: str) -> list[tuple[str, str]]:
-    """(model, policy) of every evaluation the claims read: the base model and each variant a
-    role names (:func:`resolve_claims`'s ``variants``), under causal and the ablated policy."""
+    """(model, policy) of every evaluation the claims read."""
     models = ["base", *sorted(claims["variants"])]
     return [(m, p) for m in models for p in ("causal", ablated)]
 
@@ -156,9 +139,7 @@ def variants_of(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
-    """(rows, where that count comes from) of the SFT data the finetunes split, when it is
-    known before any job: the embedded data's ``mask.data.embedded.sft_pairs``, or the
-    non-blank lines of a local .jsonl; None for a hub dataset (known once downloaded)."""
+    """(rows, where that count comes from) of the SFT data; None before a hub dataset is read."""
     from pathlib import Path
 
     from ablate.mask import sft_data
@@ -174,11 +155,8 @@ def sft_rows(config: dict[str, Any]) -> tuple[int, str] | None:
 
 
 def check_sft_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]]) -> None:
-    """Each finetune's ``eval_size`` below the SFT data's rows (:func:`sft_rows`), so it leaves
-    rows to train on, and its step (``batch_size x grad_accum`` examples) within the rows it
-    trains on (:func:`ablate.mask.sft_data.step_error`): checked at parse time, as the
-    finetune's own check comes only after Snakemake has removed the outputs of the finished run
-    it replaces. ConfigError naming the key, its value and the limit."""
+    """Each finetune's ``eval_size`` and step within the SFT rows, or ConfigError: at parse time,
+    as the finetune's own check comes after Snakemake has removed the run it replaces."""
     from ablate.mask import sft_data
 
     known = sft_rows(config)
@@ -202,9 +180,7 @@ def check_sft_sizes(config: dict[str, Any], variants: dict[str, dict[str, Any]])
 
 
 def finetune_where(config: dict[str, Any], name: str, variant: dict[str, Any]) -> dict[str, str]:
-    """Where the config sets each key of a finetune's slice now (the stale line names it): the
-    variant declared (a seed's: its declared variant), the stage-3 variant a stage-5 one
-    extends, else ``mask.finetune.defaults``."""
+    """Where the config sets each key of a finetune's slice now (the stale line names it)."""
     declared = config["mask"]["finetune"]["variants"]
     own = variant.get("base", name)
     at = f"mask.finetune.variants.{own}"
