@@ -1,6 +1,8 @@
-"""Training checkpoints that outlive the instance (docs/profiles.md, "Checkpoints that outlive
-the instance"): each new complete one is streamed to the submit host while the job runs, and a
-retry gets the newest copy shipped up before it starts.
+"""Training checkpoints that outlive the instance.
+
+Each new complete one is streamed to the submit host while the job runs, and a retry gets the
+newest copy shipped up before it starts (docs/profiles.md, "Checkpoints that outlive the
+instance").
 
 A copy lands in ``checkpoints/.incoming`` and is moved into place only once the stream ended, its
 marker is inside and its files match its manifest, so a copy cut off or altered on the way is

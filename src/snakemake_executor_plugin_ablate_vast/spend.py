@@ -1,7 +1,8 @@
 """The spending bound: what this run's instances have cost so far (their price x the time each
-was held) and whether one more may be rented (docs/profiles.md, "A spending bound"). A job's
-forecast is its ``runtime`` resource, else :data:`DEFAULT_FORECAST_H`; one running past it counts
-at what it has cost so far.
+was held) and whether one more may be rented.
+
+Docs: docs/profiles.md, "A spending bound". A job's forecast is its ``runtime`` resource, else
+:data:`DEFAULT_FORECAST_H`; one running past it counts at what it has cost so far.
 """
 
 from __future__ import annotations
