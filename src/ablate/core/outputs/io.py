@@ -84,11 +84,9 @@ def json_depth(value: Any) -> int:
 
 
 def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
-    """The JSON value ``text`` holds; ``where`` names it in the error. What a user or host can
-    alter is read through here: text that is no JSON raises ``ValueError``, as does JSON nested
-    deeper than :data:`MAX_JSON_DEPTH` (Python's parser raised ``RecursionError`` at about 1000
-    levels, which no reader catches as a file it cannot read: ``'{"a":' * 100000``; a reader
-    recursing through a record, from about 500)."""
+    """The JSON value ``text`` holds; ``where`` names it in the error. ``ValueError`` for text
+    that is no JSON or nests deeper than :data:`MAX_JSON_DEPTH` (a ``RecursionError`` otherwise,
+    in the parser or in a reader recursing through it: docs/reliability.md)."""
     too_deep = ValueError(f"{where} holds JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text)
@@ -129,8 +127,7 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 
 def write_frame(path: str | os.PathLike, df: Any, float_format: str | None = None) -> Path:
-    """A pandas DataFrame as .csv or .parquet (by suffix), without the index. ``float_format``
-    (CSV only, e.g. ``"%.6g"``): floats as a person reads them; parquet keeps them exact."""
+    """A pandas DataFrame as .csv (``float_format``: CSV only) or .parquet, without the index."""
     suffix = Path(path).suffix
     if suffix == ".csv":
         return atomic_write(
