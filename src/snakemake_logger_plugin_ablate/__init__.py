@@ -52,6 +52,13 @@ class Formatter(DefaultFormatter):
 
 
 class LogHandler(LogHandlerBase):
+    # the base's abstract properties, as the constants they are
+    writes_to_stream = True
+    writes_to_file = False
+    has_filter = False
+    has_formatter = True
+    needs_rulegraph = False
+
     def __post_init__(self) -> None:
         s = self.common_settings
         stream = sys.stdout if s.stdout else sys.stderr
@@ -78,23 +85,3 @@ class LogHandler(LogHandlerBase):
         self._summary = []
         self._out.flush()
         super().close()
-
-    @property
-    def writes_to_stream(self) -> bool:
-        return True
-
-    @property
-    def writes_to_file(self) -> bool:
-        return False
-
-    @property
-    def has_filter(self) -> bool:
-        return False
-
-    @property
-    def has_formatter(self) -> bool:
-        return True
-
-    @property
-    def needs_rulegraph(self) -> bool:
-        return False
