@@ -134,9 +134,8 @@ def remote_project_setup(requirements: list[str]) -> str:
     """Shell lines run on the instance before the job: the shipped src/ first on PYTHONPATH, pip
     only when a pin is missing; torch is the image's (its CUDA build matches the host's driver),
     installed at the pin only where the image has none."""
-    is_torch = [r.replace(" ", "").startswith("torch") for r in requirements]
-    pins = [r for r, t in zip(requirements, is_torch) if not t]
-    torch = [r for r, t in zip(requirements, is_torch) if t]
+    torch = [r for r in requirements if r.replace(" ", "").startswith("torch")]
+    pins = [r for r in requirements if r not in torch]
     quoted = " ".join(shlex.quote(p) for p in pins)
     lines = [
         'export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"',
@@ -317,17 +316,6 @@ def _cancel(jobs) -> None:
             event.set()
 
 
-@contextmanager
-def _guarded_runner():
-    """The stock run_job builds its runner from the module global SSHJobRunner; swap it for the
-    duration of one run_job call (main thread only, so no other submission sees it)."""
-    _stock.SSHJobRunner = GuardedSSHJobRunner
-    try:
-        yield
-    finally:
-        _stock.SSHJobRunner = SSHJobRunner
-
-
 class Executor(CancelsEveryJob, _stock.Executor):
     def __post_init__(self):
         found = plugin_version()
@@ -377,8 +365,14 @@ class Executor(CancelsEveryJob, _stock.Executor):
 
     def run_job(self, job):
         self._install_sigterm_teardown()
-        with _guarded_runner(), self._metered(job):
-            super().run_job(job)
+        # the stock run_job builds its runner from this module global: swapped for the call
+        # (main thread only, so no other submission sees it)
+        _stock.SSHJobRunner = GuardedSSHJobRunner
+        try:
+            with self._metered(job):
+                super().run_job(job)
+        finally:
+            _stock.SSHJobRunner = SSHJobRunner
 
     @contextmanager
     def _metered(self, job):
