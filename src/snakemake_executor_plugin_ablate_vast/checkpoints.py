@@ -96,9 +96,8 @@ class CheckpointCopies:
                 del self.copied[d]
                 continue
             step = self.copied[d] = step_of(ckpt)
-            paths = [ckpt] + [
-                p for p in [Path(d) / checkpoint_integrity.RUN_KEY_FILE] if p.is_file()
-            ]
+            run_key = Path(d) / checkpoint_integrity.RUN_KEY_FILE
+            paths = [ckpt, run_key] if run_key.is_file() else [ckpt]
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 self._argv(

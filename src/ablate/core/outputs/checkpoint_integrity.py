@@ -31,18 +31,17 @@ _WRITER_MARKER = "ablate_checkpoint.json"
 CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every training checkpoint
 RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
 #: training checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
-#: summary); the Vast executor copies them off the instance from there.
+#: summary), where the Vast executor copies them from.
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_SAVE_PRETRAINED = "save_pretrained"
 FORMAT_FALLBACK = "state_dict_fallback"
 #: a training checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
 FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
-#: A training checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
-#: look: a name the rotation (``checkpoint-*``) never counts or deletes.
+#: A training checkpoint failing its manifest is renamed ``corrupt-checkpoint-N``: the rotation
+#: (``checkpoint-*``) never counts or deletes it.
 _SET_ASIDE_PREFIX = "corrupt-"
-# Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
-# mtime file Snakemake puts into every directory() output after its job.
+# Not part of a checkpoint (the last is the mtime file Snakemake puts into a directory() output).
 _UNHASHED = frozenset({MANIFEST_NAME, CHECKPOINT_MARKER, ".snakemake_timestamp"})
 
 
@@ -317,12 +316,9 @@ def step_of(ckpt: str | os.PathLike) -> int | None:
 
 def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     """training checkpoints carrying the completion marker, oldest first."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return []
     found = [
         d
-        for d in ckpt_dir.glob("checkpoint-*")
+        for d in Path(ckpt_dir).glob("checkpoint-*")  # none where ckpt_dir is no folder
         if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and step_of(d) is not None
     ]
     return sorted(found, key=step_of)

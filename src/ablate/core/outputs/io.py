@@ -28,9 +28,8 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-#: Beside a record: a copy of every record written there, by run id. A rerun replaces the record
-#: (Snakemake deletes a job's outputs before it runs), so `ablate diff OLD_ID NEW_ID` reads the
-#: superseded one here.
+#: Beside a record: a copy of every record written there, by run id, where `ablate diff OLD_ID
+#: NEW_ID` reads one a rerun replaced.
 HISTORY_DIR = "history"
 
 
@@ -65,9 +64,7 @@ def keep_in_history(path: str | os.PathLike) -> None:
         write_text(history_path(path, run_id), Path(path).read_text())
 
 
-#: The deepest nesting of JSON a run reads back (the pipeline's own files are under 10 levels):
-#: what is deeper is refused, so that no reader recursing through it (Python's parser, a
-#: record's result content) meets a ``RecursionError``.
+#: The deepest nesting of JSON a run reads back (the pipeline's own files are under 10 levels).
 MAX_JSON_DEPTH = 100
 
 

@@ -337,9 +337,8 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-#: The run id of each record a job read (its declared JSON inputs: path -> run id), set by the
-#: job's start (ablate.job_script) for every process of the job: its record's ``upstream``, which
-#: ``ablate diff`` follows to the upstream run whose config made a result differ.
+#: The run id of each record a job read (path -> run id), set by ablate.job_script: its record's
+#: ``upstream``, which ``ablate diff`` follows.
 UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
 
 
