@@ -4,9 +4,8 @@ behaviour, one module per library:
 :mod:`~ablate.upstream.lmeval` (lm-eval), :mod:`~ablate.upstream.smk` (Snakemake) and
 :mod:`~ablate.upstream.executors` (Snakemake's remote executors, the executor plugins' base).
 
-Each module's docstring numbers its touches (what, why no public API serves, the pinned version,
-the callers), each with a test in ``tests/upstream/`` that fails when the library changes it;
-``tests/guards/test_upstream_touches.py`` fails where one is used outside this package. The
-modules are not named after their libraries so that none shadows one. The executor and logger
-plugins, packages of their own, keep their own numbered lists.
+Each module's docstring numbers its touches, each with a test in ``tests/upstream/`` that fails
+when the pinned library changes it; tests/guards/test_upstream_touches.py fails where one is used
+outside this package (the executor and logger plugins, packages of their own, keep their own
+lists). The modules are not named after their libraries so that none shadows one.
 """

@@ -1,21 +1,19 @@
 """transformers' private names the package uses, pinned to transformers 5.23.0 (pyproject.toml).
 
-1. ``PretrainedConfig._attn_implementation`` (:func:`attn_implementation`): the attention a
-   model runs now; no public getter. Only read (a model is given one through the public API), by
-   the mask policies (``mask/masks.py``, ``mask/training/packing.py``) and the decode engine
-   (``core/models/generation.py``). Test: ``test_hf.py::test_attn_implementation_follows_the_model``.
-2. ``PreTrainedModel._no_split_modules`` (:func:`no_split_modules`): a model's decoder layer
-   classes, which FSDP wraps one per unit (``core/training/sharding.py``). Test:
-   ``test_hf.py::test_no_split_modules_names_the_layers``.
+1. ``PretrainedConfig._attn_implementation`` (:func:`attn_implementation`), which has no public
+   getter; only read, by the mask policies (``mask/masks.py``, ``mask/training/packing.py``) and
+   the decode engine (``core/models/generation.py``). Test:
+   ``test_attn_implementation_follows_the_model``.
+2. ``PreTrainedModel._no_split_modules`` (:func:`no_split_modules`), which FSDP wraps one per unit
+   (``core/training/sharding.py``). Test: ``test_no_split_modules_names_the_layers``.
 3. A workaround: ``save_pretrained`` of a ``TokenizersBackend`` tokenizer leaves
-   ``added_tokens_decoder`` out of tokenizer_config.json, so ``from_pretrained`` parses
-   tokenizer.json a second time in Python (0.7 s of every load of the 17 MB Tekken tokenizer).
-   :func:`save_tokenizer` writes it back, as the other backends do; callers: every tokenizer save
-   (``mask/tiny.py``, ``core/training/saving.py``, ``core/outputs/checkpoint_integrity.py``).
-   Test: ``test_hf.py::test_a_saved_tokenizer_loads_without_a_second_parse``, which fails once
-   transformers saves it itself: then this can go.
+   ``added_tokens_decoder`` out, so ``from_pretrained`` parses tokenizer.json twice (0.7 s of
+   every load of the 17 MB Tekken tokenizer); :func:`save_tokenizer`, for every tokenizer save
+   (``mask/tiny.py``, ``core/training/saving.py``, ``core/outputs/checkpoint_integrity.py``),
+   writes it back. Test: ``test_a_saved_tokenizer_loads_without_a_second_parse``, which fails
+   once transformers saves it itself: then this can go.
 
-The module imports nothing from transformers: it is read where a model already exists.
+The tests are in tests/upstream/test_hf.py. The module imports nothing from transformers.
 """
 
 from __future__ import annotations

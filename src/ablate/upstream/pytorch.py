@@ -1,37 +1,32 @@
 """torch's private names the package uses, pinned to torch 2.13.0 (pyproject.toml).
 
-1. ``torch._foreach_norm`` / ``torch._foreach_copy_`` (:func:`foreach_norms`,
-   :func:`foreach_copy_`): one kernel launch for a list of tensors, for the masters' optimizers
-   (``core/training/optim.py``, ``sharded_masters.py``); no public API takes a list. Test:
-   ``test_pytorch.py::test_foreach_norms_and_copy``.
+1. ``torch._foreach_norm``, ``torch._foreach_copy_`` (:func:`foreach_norms`,
+   :func:`foreach_copy_`): one launch for a list of tensors, which no public API takes, for the
+   masters' optimizers (``core/training/optim.py``, ``sharded_masters.py``). Test:
+   ``test_foreach_norms_and_copy``.
 2. (retired; the number stays so that the others keep theirs)
 3. ``torch._dynamo.config.recompile_limit``, ``torch._dynamo.exc.TorchDynamoException``
    (:func:`recompile_limit_at_least`, :func:`compile_error`): a step compiled for many shapes
-   recompiles past the default limit of 8, then runs eagerly; ``torch.compiler.config`` has no
-   such setting. Test: ``test_pytorch.py::test_recompile_limit_is_scoped``.
+   passes the default 8 recompiles, then runs eagerly; ``torch.compiler.config`` has no such
+   setting. Test: ``test_recompile_limit_is_scoped``.
 4. ``distributed_c10d._abort_process_group`` (:func:`abort_process_group`): leave a process group
-   after an error without waiting for peers (``core/execution/parallel.py`` ``abort``);
-   ``destroy_process_group`` waits for pending NCCL work. Test:
-   ``test_pytorch.py::test_abort_process_group``.
-5. ``nn.Module._compiled_call_impl`` (:func:`modules_compiled`): ``compile()`` stores the compiled
-   call there; None runs the module eagerly again (``core/training/speed.py``
-   ``layers_compiled``). No public API undoes ``compile()``. Test:
-   ``test_pytorch.py::test_modules_compiled``.
+   after an error without waiting for peers (``destroy_process_group`` waits for pending NCCL
+   work; ``core/execution/parallel.py`` ``abort``). Test: ``test_abort_process_group``.
+5. ``nn.Module._compiled_call_impl`` (:func:`modules_compiled`): no public API undoes
+   ``compile()`` (``core/training/speed.py`` ``layers_compiled``). Test: ``test_modules_compiled``.
 6. The six ``Optimizer._optimizer_*_hooks`` and ``Optimizer._patch_step_function``
-   (:func:`init_optimizer_hooks`): what ``Optimizer.__init__`` gives for hooks, for a wrapper
-   that skips it (``MasterWeightsOptimizer``); ordered dicts, as a hook's handle keeps a weak
-   reference to its dict, and ``step`` wrapped, else step hooks never ran. Tests:
-   ``test_pytorch.py::test_optimizer_hooks_are_the_six``,
-   ``::test_the_master_optimizer_takes_hooks``.
-7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): where a checkpoint's
-   ``.metadata`` lies, for a restricted unpickler (``core/training/sharding.py``
-   ``MetadataReader``). Test: ``test_pytorch.py::test_metadata_path``.
+   (:func:`init_optimizer_hooks`): what ``Optimizer.__init__`` gives for hooks, for a wrapper that
+   skips it (``MasterWeightsOptimizer``). Tests: ``test_optimizer_hooks_are_the_six``,
+   ``test_the_master_optimizer_takes_hooks``.
+7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): for a restricted unpickler
+   of ``.metadata`` (``core/training/sharding.py`` ``MetadataReader``). Test: ``test_metadata_path``.
 8. ``Optimizer._step_supports_amp_scaling`` (:func:`takes_grad_scale`,
-   :func:`takes_grad_scale_class`): the flag by which ``GradScaler`` knows an optimizer divides
-   its gradients by ``grad_scale`` in its step; the masters' optimizers hand the clip factor
-   there. Test: ``test_pytorch.py::test_grad_scale_protocol``.
+   :func:`takes_grad_scale_class`): how ``GradScaler`` knows a step divides the gradients by
+   ``grad_scale``, where the masters' optimizers hand the clip factor. Test:
+   ``test_grad_scale_protocol``.
 
-``torch._dynamo`` is imported where a function needs it: importing it takes seconds.
+The tests are in tests/upstream/test_pytorch.py. ``torch._dynamo`` is imported where a function
+needs it: importing it takes seconds.
 """
 
 from __future__ import annotations
@@ -104,7 +99,7 @@ def init_optimizer_hooks(optimizer: torch.optim.Optimizer) -> None:
     """What ``Optimizer.__init__`` gives for hooks, for a wrapper that skips it (touch 6)."""
     for name in OPTIMIZER_HOOKS:
         setattr(optimizer, name, OrderedDict())  # as torch's: a hook's handle holds a weakref to it
-    optimizer._patch_step_function()
+    optimizer._patch_step_function()  # else the step hooks were accepted and never ran
 
 
 def takes_grad_scale(optimizer: torch.optim.Optimizer) -> bool:

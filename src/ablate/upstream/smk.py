@@ -4,18 +4,15 @@
 
 1. ``snakemake.report.html_reporter.rulegraph_spec`` replaced by
    :func:`ablate.core.reports.report_graph.rulegraph_spec`, which shows each rule once (Snakemake's
-   has a node per rule and DAG level); the reporter calls the name it imported, so the module's
-   attribute is replaced. Test: ``test_smk.py::test_reporter_calls_its_module_rulegraph_spec``.
+   has a node per rule and DAG level). Test: ``test_reporter_calls_its_module_rulegraph_spec``.
 2. The reST directive ``embeddedimage`` registered again (:class:`_EmbeddedImage`): Snakemake's
    puts its embedding mixin second in its bases, so the page links the file, which a
-   self-contained report cannot follow. Test:
-   ``test_smk.py::test_snakemakes_embeddedimage_links_the_file``.
+   self-contained report cannot follow. Test: ``test_snakemakes_embeddedimage_links_the_file``.
 3. ``Workflow.delete_output`` of the workflow being read wrapped (:func:`guard_deletes`): the
    delete commands run no hook of a run (no ``onstart``). Test:
-   ``test_smk.py::test_the_delete_commands_call_the_workflows_delete_output``.
+   ``test_the_delete_commands_call_the_workflows_delete_output``.
 
-When a test here fails, the pinned Snakemake changed: drop the patch if upstream fixed it, else
-adapt it.
+The tests are in tests/upstream/test_smk.py; when one fails, the pinned Snakemake changed.
 """
 
 from __future__ import annotations
