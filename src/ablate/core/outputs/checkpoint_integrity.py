@@ -255,10 +255,7 @@ def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
 
 
 def write_final(
-    out_dir: str | os.PathLike,
-    save: Callable[[Path], str],
-    *,
-    extra: dict[str, Any] | None = None,
+    out_dir: str | os.PathLike, save: Callable[[Path], str], *, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Write ``out_dir/final``: the marker and ``save(final.tmp)`` (returns the format), renamed
     over ``final``, then the manifest. A crash leaves the previous ``final`` whole, ``final.tmp``

@@ -89,12 +89,7 @@ def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
