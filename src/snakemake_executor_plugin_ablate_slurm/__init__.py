@@ -4,18 +4,15 @@ project's workarounds, all in this module and pinned to the version they were wr
 selects it; its settings are the stock plugin's, spelled ``--ablate-slurm-<name>``. What each
 workaround fixed: docs/profiles.md (SLURM) and docs/reliability.md.
 
-1. Start-up probe: the stock plugin runs ``scontrol show config`` when imported (about 9 s
-   without a controller), and Snakemake imports every installed plugin at every start, so it is
-   the extra ``slurm`` (pyproject.toml), not a dependency; without it a stand-in says so.
-2. No controller: ``scontrol ping`` runs before anything of the stock executor, which otherwise
-   waited on the controller for every call (12.5 min, deaf to Ctrl-C).
+1. Start-up probe: the stock plugin asks the controller when imported (about 9 s without one),
+   and Snakemake imports every installed plugin at every start, so it is the extra ``slurm``, not
+   a dependency; without it a stand-in says so.
+2. No controller: ``scontrol ping`` runs before anything of the stock executor.
 3. Status interval: two status rounds are ``--seconds-between-status-checks`` apart, not the
-   stock back-off of up to 180 s (``Executor.next_seconds_between_status_checks``).
-4. Submission pause: the stock module's ``time`` becomes ``TimeWithoutPause`` once the executor
-   has started, skipping its 5 s sleep before every ``sbatch`` (``--max-jobs-per-timespan``
-   still bounds the pace).
-5. A Ctrl-C during a status check cancels its jobs too:
-   ``ablate.upstream.executors.CancelsEveryJob``, shared with ``ablate-vast``.
+   stock back-off of up to 180 s.
+4. Submission pause: the stock 5 s sleep before every ``sbatch`` is skipped once the executor
+   has started (``--max-jobs-per-timespan`` still bounds the pace).
+5. A Ctrl-C during a status check cancels its jobs too (``CancelsEveryJob``).
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.

@@ -1,28 +1,21 @@
 """Vast.ai executor: snakemake-executor-plugin-vastai 0.1.4 with this project's workarounds.
 
-Registered as the executor plugin ``ablate-vast`` (settings ``--ablate-vast-<name>``); offer
-search, renting, SSH transfer and teardown are the stock plugin's. The workarounds are pinned to
-``PLUGIN_VERSION`` (another version is refused at start); docs/profiles.md and
-docs/reliability.md say what each fixed:
+Registered as the executor plugin ``ablate-vast``; offer search, renting, SSH transfer and
+teardown are the stock plugin's. The workarounds, pinned to ``PLUGIN_VERSION`` (another version
+is refused at start; what each fixed: docs/profiles.md, docs/reliability.md):
 
-1. Lost instance: when SSH fails the API is asked; a gone instance fails the job at once, any
-   other after ``lost-after`` s (``GuardedSSHJobRunner._execute``).
+1. Lost instance: when SSH fails the API is asked; a gone instance fails the job at once.
 2. SIGTERM destroys every rented instance, then stops as Ctrl-C (Snakemake's scheduler replaced
    the plugin's handler with one that waits for the jobs).
 3. A failed job's ``log:`` files are fetched before its instance is destroyed.
-4. Group jobs: every product of every job of the group is fetched, not only the group's outputs.
+4. Group jobs: every product of every job of the group is fetched.
 5. Cores: jobs get ``--cores all``, not the submit host's count.
 6. Training checkpoints are copied off the instance while the job runs (``checkpoints.py``).
-7. Detached start: the stock ``cd W && nohup sh job.sh ... &`` held the SSH session until the
-   job ended; here the ``&`` is inside a subshell of its own.
-8. Cancelled jobs: a failure once the job's cancel event is set is the cancel's (no outcome, no
-   log), as the stock ``JobCancelled``.
-9. Credentials: the stock plugin forwards the shell's cloud credentials unless told not to; here
-   only with ``forward-credentials``.
-10. Setup pip: the stock setup's ``pip install`` of its pins runs only when one is missing,
-   checked with the project's (``Executor.job_setup_script``).
-11. A Ctrl-C during a status check cancels its jobs too:
-   ``ablate.upstream.executors.CancelsEveryJob``, shared with ``ablate-slurm``.
+7. Detached start: the stock ``nohup ... &`` held the SSH session until the job ended.
+8. Cancelled jobs: a failure once the job's cancel event is set is the cancel's.
+9. Credentials go to an instance only with ``forward-credentials``.
+10. Setup pip: the stock setup's ``pip install`` runs only when a pin is missing.
+11. A Ctrl-C during a status check cancels its jobs too (``CancelsEveryJob``).
 
 The API key is read from the environment only (``VAST_API_KEY``).
 """

@@ -3,11 +3,9 @@ and Vast.ai executors), patched where a run of this pipeline needs it; both exec
 (``snakemake_executor_plugin_ablate_slurm``, ``snakemake_executor_plugin_ablate_vast``) put
 :class:`CancelsEveryJob` first in their executor's bases.
 
-1. ``RemoteExecutor._wait_for_jobs`` takes the jobs out of ``active_jobs`` for the length of a
-   status check and puts the running ones back after it, so a cancel (Ctrl-C, an error) in that
-   window cancelled none: they ran on, billing (docs/reliability.md, F87).
-   :class:`CancelsEveryJob` cancels the jobs of the check in flight too. Left: the instant
-   between the stock loop releasing its lock and the check starting. Test:
+1. ``RemoteExecutor._wait_for_jobs`` takes the jobs out of ``active_jobs`` for a status check,
+   so a cancel in that window cancelled none: they ran on, billing (docs/reliability.md, F87).
+   :class:`CancelsEveryJob` cancels the jobs of the check in flight too. Test:
    ``test_executors.py::test_a_cancel_during_a_status_check_cancels_its_jobs``, whose first part
    fails once the interface keeps the jobs listed while it checks them: then this can go.
 

@@ -2,10 +2,8 @@
 the staleness summary, a study's tables, ``ablate diff``). One definition each, so two readers
 never disagree about the same file.
 
-A **record** is a job's output JSON object (a summary.json, metrics.json, a model card, a
-provenance sidecar ``<table>.provenance.json``, which is the block itself); a reader never stops
-on an unreadable one. The run cache keys a job by its inputs' :func:`result_content`, so a rerun
-upstream that computes the same result keeps every key downstream.
+A record is a job's output JSON object (a sidecar ``<table>.provenance.json`` is the block
+itself); a reader never stops on an unreadable one.
 
 No torch, no pandas: ``ablate status`` and the Snakefile read it.
 """
