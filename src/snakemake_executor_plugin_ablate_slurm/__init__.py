@@ -34,8 +34,7 @@ _DEFAULT_CONF = "/etc/slurm/slurm.conf"
 
 
 def controller_error() -> str | None:
-    """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); None when one
-    does."""
+    """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); else None."""
     conf = os.environ.get("SLURM_CONF", _DEFAULT_CONF)
     try:
         r = subprocess.run(

@@ -123,8 +123,7 @@ class CheckpointCopies:
         return shipped
 
     def _newest_good(self, d: str) -> Path | None:
-        """The newest complete copy in ``d`` that matches its manifest; each newer one is set
-        aside with a line."""
+        """The newest complete copy in ``d`` matching its manifest; each newer one is set aside."""
         for ckpt in reversed(checkpoint_integrity.complete_checkpoints(d)):
             try:
                 checkpoint_integrity.verify(ckpt)
@@ -139,8 +138,7 @@ class CheckpointCopies:
 
     # ---- down: while the job runs
     def sync(self) -> list[int]:
-        """Copy every checkpoint newer than the last copy; returns the steps copied. A failure is
-        logged and left to the next look."""
+        """Copy every checkpoint newer than the last copy; returns the steps copied."""
         if not self.dirs:
             return []
         res = self.runner._ssh(

@@ -179,8 +179,7 @@ def offer_price(offer: dict, bid: float | None) -> float | None:
 
 
 def settings_error(settings) -> str | None:
-    """One line for executor settings that cannot work together, naming the settings; None
-    when they can."""
+    """One line naming executor settings that cannot work together; None when they can."""
     if settings.bid is not None and not settings.bid > 0:
         return f"{PLUGIN_NAME}-bid {settings.bid}: a bid is a price in USD per hour above 0"
     if settings.bid is not None and settings.max_price is not None:
@@ -264,8 +263,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
             time.sleep(self.settings.poll_seconds)
 
     def _download_outputs(self):
-        """Workaround (4): every product of every job of the group, not the stock job.output
-        (a group's final outputs only) + job.log."""
+        """Workaround (4): every product of every job of the group, not only its outputs."""
         job = self.job
         files = list(dict.fromkeys(f for j in getattr(job, "jobs", [job]) for f in j.products()))
         self.job = SimpleNamespace(output=files, log=[])
@@ -461,8 +459,7 @@ class Executor(CancelsEveryJob, _stock.Executor):
         self.workflow.scheduler.executor_error_callback(error)
 
     def _install_sigterm_teardown(self) -> None:
-        """Workaround (2). Runs at the first submission, i.e. after the scheduler installed its
-        own handler, which is what replaced the plugin's."""
+        """Workaround (2), at the first submission: after the scheduler's own handler."""
         if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
         previous = signal.getsignal(signal.SIGTERM)

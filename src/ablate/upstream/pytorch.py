@@ -18,8 +18,8 @@
    (:func:`init_optimizer_hooks`): what ``Optimizer.__init__`` gives for hooks, for a wrapper that
    skips it (``MasterWeightsOptimizer``). Tests: ``test_optimizer_hooks_are_the_six``,
    ``test_the_master_optimizer_takes_hooks``.
-7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): for a restricted unpickler
-   of ``.metadata`` (``core/training/sharding.py`` ``MetadataReader``). Test: ``test_metadata_path``.
+7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): for a restricted unpickler of
+   ``.metadata`` (``core/training/sharding.py`` ``MetadataReader``). Test: ``test_metadata_path``.
 8. ``Optimizer._step_supports_amp_scaling`` (:func:`takes_grad_scale`,
    :func:`takes_grad_scale_class`): how ``GradScaler`` knows a step divides the gradients by
    ``grad_scale``, where the masters' optimizers hand the clip factor. Test:
@@ -60,8 +60,7 @@ def foreach_copy_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tenso
 
 @contextlib.contextmanager
 def recompile_limit_at_least(limit: int) -> Iterator[None]:
-    """Within: torch recompiles a function up to ``limit`` times, or its own limit if higher
-    (touch 3)."""
+    """Within: torch's recompile limit is at least ``limit`` (touch 3)."""
     import torch._dynamo.config as dynamo
 
     with dynamo.patch(recompile_limit=max(dynamo.recompile_limit, limit)):

@@ -236,8 +236,7 @@ def out_of_space(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
-    """Around writing ``what`` into ``where``: a full disk becomes one line naming it and the
-    fix."""
+    """Around writing ``what`` into ``where``: a full disk is one line naming it and the fix."""
     try:
         yield
     except Exception as exc:
@@ -299,8 +298,7 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
 
 
 def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
-    """The training checkpoint's last writes, once every process's files are in: its manifest,
-    then the marker."""
+    """A training checkpoint's last writes, after every process's: its manifest, then the marker."""
     write_manifest(ckpt, extra={"step": step, "format": fmt})
     io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
 
@@ -332,8 +330,7 @@ def say(msg: str) -> None:
 
 
 def set_aside(ckpt: Path, into: Path | None = None) -> Path:
-    """Rename a checkpoint that failed its check out of the way (into its folder or ``into``),
-    kept for a look; returns its new path."""
+    """Rename a failed checkpoint aside (in its folder or ``into``) for a look; its new path."""
     into = ckpt.parent if into is None else into
     aside = into / (_SET_ASIDE_PREFIX + ckpt.name)
     n = 1

@@ -95,14 +95,12 @@ def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where it cannot be
-    read."""
+    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where unreadable."""
     return parse_json(Path(path).read_text(), path)
 
 
 def file_run_id(path: str | os.PathLike) -> str | None:
-    """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
-    read."""
+    """The run id of the record in the JSON file ``path``; None where none or unreadable."""
     try:
         return _record_run_id(load_json(path))
     except (OSError, ValueError):

@@ -132,8 +132,7 @@ def register_pretrained(
 def _resolve_hub(
     model: str, revision: str | None, download: bool, extra: dict[str, Any]
 ) -> tuple[str, str | None]:
-    """(what later jobs load, its revision) of a hub id; ``extra`` (the card's) gets how it was
-    resolved."""
+    """(what later jobs load, its revision) of a hub id; ``extra`` gets how it was resolved."""
     if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
         raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
     if hub_revisions.offline():

@@ -46,8 +46,7 @@ class Phases:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def as_dict(self) -> dict[str, float | None]:
-        """``startup``, the phases, ``other`` (unaccounted time of the stage function) and
-        ``total`` (startup + the stage function so far), rounded to ms."""
+        """``startup``, the phases, ``other`` (unaccounted) and ``total`` (so far), to the ms."""
         proc = process_started()
         startup = None if proc is None else max(self.started - proc, 0.0)
         inside = time.time() - self.started

@@ -83,8 +83,7 @@ WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Commit and dirty flag (tracked files only) of the git checkout holding ``cwd``; None
-    where it is no checkout or git is missing."""
+    """Commit and dirty flag (tracked files) of the checkout at ``cwd``; None where unknown."""
 
     def run(*args: str) -> str | None:
         try:
@@ -278,8 +277,7 @@ def _tf32(legacy: Any, backend: Any) -> Any:
 
 
 def numerics() -> dict[str, Any]:
-    """What besides the CPU and torch's kernels changes float results, read when the record is
-    written, so that the switches a job set count."""
+    """What else changes float results, read as the record is written: a job's switches count."""
     import torch
 
     mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)

@@ -39,8 +39,7 @@ RUN_FIELDS = frozenset(
 
 
 def result_content(record: Any) -> Any:
-    """A record (any JSON value) without its :data:`RUN_FIELDS`, at any depth: what two runs that
-    computed the same result have in common."""
+    """A record (any JSON value) without its :data:`RUN_FIELDS`, at any depth."""
     if isinstance(record, dict):
         return {k: result_content(v) for k, v in record.items() if k not in RUN_FIELDS}
     if isinstance(record, list):
