@@ -198,9 +198,8 @@ def check_before_load(directory: str | os.PathLike) -> dict | None:
 
 
 def check_inputs_before_load(inputs: Iterable[str | os.PathLike]) -> None:
-    """:func:`check_before_load` of each input folder, as the job would: the run cache's key
-    takes a checkpoint's hashes from its manifest after a size check only, so a same-size
-    corruption would otherwise be restored over."""
+    """:func:`check_before_load` of each input folder: the run cache's key trusts a manifest
+    after a size check, so a same-size corruption would otherwise be restored over."""
     for path in inputs:
         if Path(path).is_dir():
             check_before_load(path)

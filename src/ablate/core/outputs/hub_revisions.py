@@ -1,10 +1,9 @@
 """A hub repository's branch or tag resolved to the commit it names, once per results folder.
 
-A run id that hashed ``revision: main`` would name whatever the branch holds on the day a job
-loads it, so a branch or tag is resolved to its commit before any run id is made: the lock file
-``<results>/hub_revisions.json`` (an entry fixes the commit until deleted), the local Hugging Face
-cache's ref file, the hub, else the name with a warning (docs/bridge.md). What the cache or the
-hub resolved is written to the lock, so later runs and every job's re-parse agree.
+A run id that hashed ``revision: main`` would name whatever the branch holds the day a job loads
+it, so a branch or tag is resolved before any run id is made: the lock (an entry fixes the commit
+until deleted), the Hugging Face cache's ref, the hub, else the name with a warning; what the
+cache or the hub resolved is written to the lock, so later runs agree (docs/bridge.md).
 """
 
 from __future__ import annotations

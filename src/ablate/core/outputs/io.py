@@ -34,16 +34,14 @@ HISTORY_DIR = "history"
 
 
 def user_cache_dir() -> Path:
-    """This user's cache of things derived from the installed software (``$XDG_CACHE_HOME/ablate``,
-    ``~/.cache/ablate``): lm-eval's task index, the distributions a job can import."""
+    """The user's cache of what derives from installed software (``$XDG_CACHE_HOME/ablate``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ablate"
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
-    """JSON with sorted keys (stable diffs); non-JSON values (paths, numpy scalars) as str. A
-    record (a provenance block with a run id, or a dict carrying one) is also kept in
-    :data:`HISTORY_DIR` beside it as ``<run_id>.<name>``."""
+    """JSON with sorted keys (stable diffs), other values as str; a record is also kept in
+    :data:`HISTORY_DIR` beside it."""
     text = json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
     out = write_text(path, text)
     run_id = _record_run_id(obj)
@@ -58,8 +56,7 @@ def history_path(path: str | os.PathLike, run_id: str) -> Path:
 
 
 def keep_in_history(path: str | os.PathLike) -> None:
-    """Keep the JSON file ``path`` in :data:`HISTORY_DIR` beside it, as :func:`write_json` does,
-    where it is a record (a file put in place by a copy: a run cache restore)."""
+    """:func:`write_json`'s history copy of a record put in place by a copy (a cache restore)."""
     if run_id := file_run_id(path):
         write_text(history_path(path, run_id), Path(path).read_text())
 
