@@ -1,40 +1,18 @@
 """The Snakemake executor plugin ``ablate-slurm``: snakemake-executor-plugin-slurm 2.6.1 with this
 project's workarounds, all in this module and pinned to the version they were written against
 (``PLUGIN_VERSION``; another version is refused when the executor starts). ``profiles/slurm``
-selects it with the plain ``snakemake`` command; its settings are the stock plugin's, spelled
-``--ablate-slurm-<name>``. Submission, status queries, cancelling and the job step are the stock
-plugin's.
+selects it; its settings are the stock plugin's, spelled ``--ablate-slurm-<name>``. What each
+workaround fixed: docs/profiles.md (SLURM) and docs/reliability.md.
 
-1. Start-up probe. The stock plugin builds the help text of its ``status_command`` setting when it
-   is imported: ``which sacct``, ``which squeue`` and ``scontrol show config`` (10-s timeout, for
-   MinJobAge). Snakemake imports every installed executor plugin at every start, ``snakemake
-   --version`` included, so on a machine whose SLURM client reaches no controller (a slurm.conf
-   left behind, a cluster that is down) every start waited about 9 s, whatever the executor.
-   The stock plugin is therefore not a dependency of the package but its extra ``slurm``
-   (``pip install -e '.[slurm]'``, pyproject.toml): an install without it never runs the probe.
-   Without it this module registers a stand-in that says so when ``ablate-slurm`` is selected.
-2. No controller. The stock executor asks the controller for MaxArraySize when it starts (9 s
-   without an answer), then guesses an account with ``sacct`` and submits each job with ``sbatch``
-   (9 s each, failing), resubmits, and cancels with ``scancel``: ``--profile slurm`` without a
-   reachable controller ran 12.5 min and ignored SIGINT and SIGTERM meanwhile. Here ``scontrol
-   ping`` (it answers at once whether the controller is up) runs before anything of the stock
-   executor, and a controller that does not answer stops the run in one line.
-3. Status interval. The stock executor replaces Snakemake's ``--seconds-between-status-checks``
-   (the profile's 30 s) after its first status round with its own back-off: the init wait, plus
-   10 s after each round in which no job finished, up to 180 s. A finished job was seen up to
-   3 min late (64 s after a 3.5-min finetune in the SLURM tests), and the setting did nothing.
-   Here the back-off is ignored: two status rounds are ``--seconds-between-status-checks``
-   apart (``Executor.next_seconds_between_status_checks``).
-4. Submission pause. The stock ``run_job`` sleeps 5 s before every ``sbatch`` (``time.sleep(5)``,
-   no setting), in its two submission threads: a round of ready jobs waited 5 s per two jobs, and
-   each level of a workflow's DAG at least 5 s more. Once the executor has started, the stock
-   module's ``time`` is ``TimeWithoutPause``, whose ``sleep`` returns at once (after start-up the
-   stock module sleeps before ``sbatch`` only). Snakemake's own ``--max-jobs-per-timespan``
-   (100/1s) still bounds how fast jobs are submitted.
-5. A Ctrl-C during a status check cancelled no job (Snakemake's remote executors take the jobs
-   out of their list while they check them; ``scancel`` was given none and the allocations ran
-   on): ``ablate.upstream.executors.CancelsEveryJob``, first in the bases, shared with
-   ``ablate-vast``.
+1. Start-up probe: the stock plugin asks the controller when imported (about 9 s without one),
+   and Snakemake imports every installed plugin at every start, so it is the extra ``slurm``, not
+   a dependency; without it a stand-in says so.
+2. No controller: ``scontrol ping`` runs before anything of the stock executor.
+3. Status interval: two status rounds are ``--seconds-between-status-checks`` apart, not the
+   stock back-off of up to 180 s.
+4. Submission pause: the stock 5 s sleep before every ``sbatch`` is skipped once the executor
+   has started (``--max-jobs-per-timespan`` still bounds the pace).
+5. A Ctrl-C during a status check cancels its jobs too (``CancelsEveryJob``).
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
@@ -56,8 +34,7 @@ _DEFAULT_CONF = "/etc/slurm/slurm.conf"
 
 
 def controller_error() -> str | None:
-    """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); None when one
-    does."""
+    """One line when no SLURM controller answers ``scontrol ping`` (workaround 2); else None."""
     conf = os.environ.get("SLURM_CONF", _DEFAULT_CONF)
     try:
         r = subprocess.run(
@@ -117,15 +94,14 @@ else:
     common_settings = _stock.common_settings
 
     class TimeWithoutPause:
-        """The time module without ``sleep`` (workaround 4): what the stock module calls ``time``
-        once the executor has started."""
+        """The time module without ``sleep`` (workaround 4)."""
 
         def __getattr__(self, name):
             return getattr(time, name)
 
         @staticmethod
         def sleep(seconds):
-            pass  # the pause before each sbatch (module doc, workaround 4): not taken
+            pass
 
     class Executor(CancelsEveryJob, _stock.Executor):
         def __post_init__(self, test_mode: bool = False):
@@ -148,7 +124,7 @@ else:
 
         @next_seconds_between_status_checks.setter
         def next_seconds_between_status_checks(self, value):
-            pass  # the stock back-off (module doc, workaround 3): not taken
+            pass  # the stock back-off: not taken
 
 
 __all__ = ["Executor", "ExecutorSettings", "common_settings"]

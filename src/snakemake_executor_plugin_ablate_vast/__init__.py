@@ -1,9 +1,7 @@
 """Registers snakemake_executor_plugin_ablate_vast.executor as the Snakemake executor plugin `ablate-vast`.
 
-Snakemake finds executor plugins by the module name prefix `snakemake_executor_plugin_` and
-imports every one of them at start-up, whichever executor is used. So an import failure here
-(e.g. snakemake-executor-plugin-vastai missing) must not break local or SLURM runs: it registers
-a stand-in that reports the error only when `ablate-vast` is actually selected.
+Snakemake imports every installed executor plugin at start-up, whichever is used, so an import
+failure here must not break other runs: a stand-in reports it when `ablate-vast` is selected.
 """
 
 try:

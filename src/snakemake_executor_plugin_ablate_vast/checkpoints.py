@@ -1,18 +1,12 @@
 """Training checkpoints that outlive the instance.
 
-A training job writes complete-or-ignored training checkpoints into ``<out>/checkpoints`` beside its
-outputs (:mod:`ablate.core.outputs.checkpoint_integrity`). While the job runs,
-:class:`CheckpointCopies` copies each new complete one to the submit host, at the same relative
-path, over the runner's SSH channel (a tar stream, nothing staged on the instance's disk). A retry
-of the job, on any instance, gets the newest complete copy shipped up before it starts, so the
-training resumes there (:func:`ablate.core.training.resume.prepare_resume`) instead of from step 0.
-After the job succeeded the copies are removed (its outputs are what counts then).
+Each new complete one is streamed to the submit host while the job runs, and a retry gets the
+newest copy shipped up before it starts (docs/profiles.md, "Checkpoints that outlive the
+instance").
 
-A copy is extracted into ``checkpoints/.incoming`` and moved into place only once the stream ended
-cleanly, its completion marker is inside and its files match its hash manifest, so a copy cut off
-by a lost instance or altered on the way is never resumed from (one that fails is set aside as
-``corrupt-checkpoint-N``); the previous copy is removed only after the next one is in place. A
-copy is checked against its manifest again before it is shipped to a retry.
+A copy lands in ``checkpoints/.incoming`` and is moved into place only once the stream ended, its
+marker is inside and its files match its manifest, so a copy cut off or altered on the way is
+never resumed from; the previous copy goes only after the next one is in place.
 """
 
 from __future__ import annotations
@@ -61,21 +55,19 @@ with tarfile.open(fileobj=sys.stdin.buffer, mode="r|") as t:
 
 
 def _checkpoint_dirs(job) -> list[str]:
-    """Where the jobs of ``job`` (a group job: each of its jobs) write training checkpoints: the
-    checkpoints folder beside each output (a finetune's ``final`` and ``summary.json``)."""
+    """The checkpoints folder beside each output of ``job`` (a group job: of each of its jobs)."""
     outputs = (Path(str(f)) for j in getattr(job, "jobs", [job]) for f in j.output)
     return sorted({str(p.parent / checkpoint_integrity.CHECKPOINTS_DIR) for p in outputs})
 
 
 def _python(script: str, *args: str) -> str:
-    """A shell command running ``script`` with the instance's python in its work directory."""
+    """A shell command running ``script`` with the instance's python."""
     quoted = " ".join(shlex.quote(a) for a in (script, *args))
     return f"cd {REMOTE_WORKDIR} && . ./env.sh && python -c {quoted}"
 
 
 class CheckpointCopies:
-    """The copies of one job's checkpoints, driven by its SSH runner (``runner._ssh`` and the
-    runner's host, port and key)."""
+    """The copies of one job's checkpoints, driven by its SSH runner."""
 
     def __init__(self, runner):
         self.runner = runner
@@ -95,8 +87,8 @@ class CheckpointCopies:
 
     # ---- up: before the job starts
     def ship_newest(self) -> dict[str, int]:
-        """Ship the newest complete copy of each checkpoint folder (with its run key) to the
-        instance; returns {folder: step}. Raises on a failed transfer (the job is retried)."""
+        """Ship the newest good copy of each folder (with its run key) to the instance; returns
+        {folder: step}. Raises on a failed transfer (the job is retried)."""
         shipped = {}
         for d in sorted(self.copied):
             ckpt = self._newest_good(d)
@@ -104,9 +96,8 @@ class CheckpointCopies:
                 del self.copied[d]
                 continue
             step = self.copied[d] = step_of(ckpt)
-            paths = [ckpt] + [
-                p for p in [Path(d) / checkpoint_integrity.RUN_KEY_FILE] if p.is_file()
-            ]
+            run_key = Path(d) / checkpoint_integrity.RUN_KEY_FILE
+            paths = [ckpt, run_key] if run_key.is_file() else [ckpt]
             t0 = time.monotonic()
             proc = subprocess.Popen(
                 self._argv(
@@ -132,8 +123,7 @@ class CheckpointCopies:
         return shipped
 
     def _newest_good(self, d: str) -> Path | None:
-        """The newest complete copy in ``d`` that matches its manifest; each newer one that does
-        not (or whose manifest is unreadable) is set aside with a line, never shipped."""
+        """The newest complete copy in ``d`` matching its manifest; each newer one is set aside."""
         for ckpt in reversed(checkpoint_integrity.complete_checkpoints(d)):
             try:
                 checkpoint_integrity.verify(ckpt)
@@ -148,8 +138,7 @@ class CheckpointCopies:
 
     # ---- down: while the job runs
     def sync(self) -> list[int]:
-        """Copy every checkpoint newer than the last copy; returns the steps copied. A failure
-        (the instance went away mid-copy) is logged and left to the caller's next look."""
+        """Copy every checkpoint newer than the last copy; returns the steps copied."""
         if not self.dirs:
             return []
         res = self.runner._ssh(
@@ -226,7 +215,7 @@ class CheckpointCopies:
         return True
 
     def remove_local(self) -> None:
-        """After the job succeeded: its copies are no longer needed."""
+        """After the job succeeded."""
         for d in self.copied:
             shutil.rmtree(d, ignore_errors=True)
         self.copied = {}

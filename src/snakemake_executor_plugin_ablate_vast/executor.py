@@ -1,57 +1,23 @@
 """Vast.ai executor: snakemake-executor-plugin-vastai 0.1.4 with this project's workarounds.
 
-Registered as the Snakemake executor plugin ``ablate-vast`` (the shim package
-``snakemake_executor_plugin_ablate_vast/__init__.py``), so ``profiles/vast`` selects it
-with the plain ``snakemake`` command and its settings are ``--ablate-vast-<name>``. Offer
-search, renting (up to 5 offers tried), SSH transfer and teardown are the stock plugin's.
+Registered as the executor plugin ``ablate-vast``; offer search, renting, SSH transfer and
+teardown are the stock plugin's. The workarounds, pinned to ``PLUGIN_VERSION`` (another version
+is refused at start; what each fixed: docs/profiles.md, docs/reliability.md):
 
-The workarounds, all in this module and pinned to the plugin version they were written against
-(``PLUGIN_VERSION``; another version is refused when the executor starts):
+1. Lost instance: when SSH fails the API is asked; a gone instance fails the job at once.
+2. SIGTERM destroys every rented instance, then stops as Ctrl-C (Snakemake's scheduler replaced
+   the plugin's handler with one that waits for the jobs).
+3. A failed job's ``log:`` files are fetched before its instance is destroyed.
+4. Group jobs: every product of every job of the group is fetched.
+5. Cores: jobs get ``--cores all``, not the submit host's count.
+6. Training checkpoints are copied off the instance while the job runs (``checkpoints.py``).
+7. Detached start: the stock ``nohup ... &`` held the SSH session until the job ended.
+8. Cancelled jobs: a failure once the job's cancel event is set is the cancel's.
+9. Credentials go to an instance only with ``forward-credentials``.
+10. Setup pip: the stock setup's ``pip install`` runs only when a pin is missing.
+11. A Ctrl-C during a status check cancels its jobs too (``CancelsEveryJob``).
 
-1. Lost instance. The stock SSH runner polls ``cat exit_code`` forever when the instance dies
-   mid-job. ``GuardedSSHJobRunner._execute`` asks the API whenever SSH fails: a destroyed or
-   exited instance fails the job at once, any other state after ``lost-after`` seconds without
-   SSH; ``retries`` then resubmits the job to a new instance.
-2. SIGTERM. Snakemake's scheduler replaces the plugin's SIGTERM handler with one that waits for
-   running jobs, so instances keep running (and billing) until their jobs end, or forever with
-   (1). At its first submission the executor installs a handler that destroys every rented
-   instance and raises KeyboardInterrupt, so Snakemake stops as on Ctrl-C.
-3. Failed job's log. The stock runner copies ``log:`` files back only after success; the guarded
-   runner also fetches them after a failure, before the instance is destroyed.
-4. Group jobs. The stock download fetches ``job.output``, which for a group job leaves out the
-   outputs consumed inside the group (a finetune's checkpoint read by its grouped evaluations):
-   Snakemake then fails the group for missing files. The guarded runner fetches every product
-   of every job in the group (benchmark files included).
-5. Cores. The submit host's ``--cores`` (when the command line gives one) is passed to every
-   job and caps its threads on a larger instance; jobs get ``--cores all`` instead.
-6. Checkpoints. training checkpoints lived on the instance only, so a retry after a lost
-   instance trained from step 0. Each complete one is copied to the submit host while the job
-   runs, and a retry starts from the newest copy (``checkpoints.py``).
-7. Detached start. The stock start command ``cd W && nohup sh job.sh > job.log ... &``
-   backgrounds the whole ``&&`` list: its subshell keeps the SSH session's pipes open, so the
-   start call returned only when the job ended (or failed at the runner's 3600 s SSH timeout),
-   and nothing watched the job meanwhile. Here the ``&`` is inside a subshell of its own.
-8. Cancelled jobs. Every canceller (the spending bound, SIGTERM, Snakemake's ``cancel_jobs``)
-   sets a job's cancel event and then destroys its instance; the stock runner stops quietly only
-   when it sees the event before its next SSH call, so a poll already under way failed under the
-   destruction and reported the job failed, and (3) tried to fetch its log from the dead host.
-   A failure once the event is set is now the cancel's: no outcome, no log, as the stock
-   ``JobCancelled``.
-9. Credentials. The stock plugin forwards the submitting shell's cloud credentials (its
-   ``CREDENTIAL_ENVVARS``: AWS_*, AZURE_STORAGE_*, GOOGLE_CLOUD_PROJECT, and the content of the
-   GOOGLE_APPLICATION_CREDENTIALS file) to every rented instance unless told not to. Here they
-   stay home unless ``forward-credentials`` is set (``ExecutorSettings.__post_init__``).
-10. Setup pip. The stock job setup runs ``pip install snakemake==X <storage plugins>`` before
-   every job, installed or not: seconds of pip per job (12 s on a loaded 2-core host), its index
-   asked each time. Those pins now join the project's in one check, and pip runs only when one
-   is missing (``Executor.job_setup_script``).
-11. A Ctrl-C during a status check cancelled no job (Snakemake's remote executors take the jobs
-   out of their list while they check them): ``ablate.upstream.executors.CancelsEveryJob``, first
-   in the bases, shared with ``ablate-slurm``.
-
-Besides, the job's setup puts the shipped ``src/`` first on PYTHONPATH and pip-installs the
-project's pinned requirements (except torch when the image has one) where one is missing, so the
-instance runs this checkout's library. The API key is read from the environment only (``VAST_API_KEY``).
+The API key is read from the environment only (``VAST_API_KEY``).
 """
 
 # No `from __future__ import annotations`: Snakemake builds CLI options from the real field types.
@@ -158,13 +124,11 @@ for req in json.loads(sys.argv[1]):
 
 
 def remote_project_setup(requirements: list[str]) -> str:
-    """Shell lines run on the instance in /snakemake-workdir before the job command: the shipped
-    src/ first on PYTHONPATH; pip only when a pinned requirement is missing (seconds saved per
-    job on a prepared image). torch is left to the image (its CUDA build matches the host's
-    driver) and installed at the pin only where the image has none."""
-    is_torch = [r.replace(" ", "").startswith("torch") for r in requirements]
-    pins = [r for r, t in zip(requirements, is_torch) if not t]
-    torch = [r for r, t in zip(requirements, is_torch) if t]
+    """Shell lines run on the instance before the job: the shipped src/ first on PYTHONPATH, pip
+    only when a pin is missing; torch is the image's (its CUDA build matches the host's driver),
+    installed at the pin only where the image has none."""
+    torch = [r for r in requirements if r.replace(" ", "").startswith("torch")]
+    pins = [r for r in requirements if r not in torch]
     quoted = " ".join(shlex.quote(p) for p in pins)
     lines = [
         'export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"',
@@ -202,11 +166,9 @@ def project_requirements() -> list[str]:
 
 
 def offer_price(offer: dict, bid: float | None) -> float | None:
-    """USD per hour an instance of ``offer`` costs at most: the bid, else its on-demand price
-    (``dph_total``, storage included). None when the offer states no positive ``dph_total``
-    (null, missing, 0, negative, not a number), bid or not: the spending bound cannot count it,
-    so it is refused, never taken as free (the stock plugin's log line of a rental formats it
-    as a number, after the instance is rented)."""
+    """USD per hour an instance of ``offer`` costs at most: the bid, else its ``dph_total``
+    (storage included). None, bid or not, when ``dph_total`` is no positive number: the spending
+    bound cannot count it, so it is refused, never taken as free."""
     try:
         price = float(offer.get("dph_total"))
     except (TypeError, ValueError):
@@ -217,8 +179,7 @@ def offer_price(offer: dict, bid: float | None) -> float | None:
 
 
 def settings_error(settings) -> str | None:
-    """One line for executor settings that cannot work together, naming the settings; None
-    when they can."""
+    """One line naming executor settings that cannot work together; None when they can."""
     if settings.bid is not None and not settings.bid > 0:
         return f"{PLUGIN_NAME}-bid {settings.bid}: a bid is a price in USD per hour above 0"
     if settings.bid is not None and settings.max_price is not None:
@@ -236,9 +197,9 @@ def settings_error(settings) -> str | None:
 
 
 class GuardedSSHJobRunner(SSHJobRunner):
-    """The stock SSH runner with workarounds (1) lost instance, (3) failed job's log,
-    (4) group outputs and (8) cancelled jobs, and the job's training checkpoints copied off the
-    instance (6)."""
+    """The stock SSH runner with workarounds 1, 3, 4, 6 and 8."""
+
+    copies = None  # the job's CheckpointCopies, once uploaded
 
     def _upload(self):
         super()._upload()
@@ -246,9 +207,8 @@ class GuardedSSHJobRunner(SSHJobRunner):
         self.copies.ship_newest()
 
     def _sync_checkpoints(self) -> None:
-        copies = getattr(self, "copies", None)
-        if copies is not None:
-            copies.sync()
+        if self.copies is not None:
+            self.copies.sync()
 
     def _instance_status(self):
         """actual_status; None when the API says the instance is gone; False on API error."""
@@ -303,10 +263,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
             time.sleep(self.settings.poll_seconds)
 
     def _download_outputs(self):
-        """Workaround (4): the stock download packs job.output + job.log only. For a group job
-        that is the group's final outputs, so an intermediate one (a finetune's checkpoint read
-        by the evaluations grouped with it) never comes back and Snakemake fails the group;
-        benchmark files are missing too. Fetch every product of every job of the group."""
+        """Workaround (4): every product of every job of the group, not only its outputs."""
         job = self.job
         files = list(dict.fromkeys(f for j in getattr(job, "jobs", [job]) for f in j.products()))
         self.job = SimpleNamespace(output=files, log=[])
@@ -321,7 +278,7 @@ class GuardedSSHJobRunner(SSHJobRunner):
             return
         if outcome[0] != "success" and self.host and self.port and self.job.log:
             self._download_job_logs()
-        if outcome[0] == "success" and getattr(self, "copies", None) is not None:
+        if outcome[0] == "success" and self.copies is not None:
             self.copies.remove_local()
         super()._finish(outcome)
 
@@ -343,15 +300,11 @@ class GuardedSSHJobRunner(SSHJobRunner):
             self.job = job
 
 
-@contextmanager
-def _guarded_runner():
-    """The stock run_job builds its runner from the module global SSHJobRunner; swap it for the
-    duration of one run_job call (main thread only, so no other submission sees it)."""
-    _stock.SSHJobRunner = GuardedSSHJobRunner
-    try:
-        yield
-    finally:
-        _stock.SSHJobRunner = SSHJobRunner
+def _cancel(jobs) -> None:
+    """Set each job's cancel event: its runner stops quietly (workaround 8)."""
+    for job_info in jobs:
+        if (event := job_info.aux.get("cancel_event")) is not None:
+            event.set()
 
 
 class Executor(CancelsEveryJob, _stock.Executor):
@@ -385,14 +338,11 @@ class Executor(CancelsEveryJob, _stock.Executor):
 
     @property
     def cores(self):
-        """Workaround (5): the base class passes the submit host's --cores (when given, e.g.
-        `--cores all` = this machine's CPU count) to every job, capping the threads of a job on
-        a many-core instance at the laptop's count. The instance decides instead."""
+        """Workaround (5): the instance's cores, not the submit host's ``--cores``."""
         return "all"
 
     def job_setup_script(self) -> str:
-        """Workaround (10): the stock setup without its unconditional pip line, whose pins are
-        checked with the project's (``remote_project_setup``): pip only for a missing one."""
+        """Workaround (10): the stock setup, its pip line's pins checked with the project's."""
         stock = super().job_setup_script()
         bootstrap = _stock.snakemake_bootstrap_script(with_storage_plugins=not self.storage_mode)
         if not stock.endswith(bootstrap):
@@ -406,8 +356,14 @@ class Executor(CancelsEveryJob, _stock.Executor):
 
     def run_job(self, job):
         self._install_sigterm_teardown()
-        with _guarded_runner(), self._metered(job):
-            super().run_job(job)
+        # the stock run_job builds its runner from this module global: swapped for the call
+        # (main thread only, so no other submission sees it)
+        _stock.SSHJobRunner = GuardedSSHJobRunner
+        try:
+            with self._metered(job):
+                super().run_job(job)
+        finally:
+            _stock.SSHJobRunner = SSHJobRunner
 
     @contextmanager
     def _metered(self, job):
@@ -489,15 +445,11 @@ class Executor(CancelsEveryJob, _stock.Executor):
             yield job_info
 
     def _stop_running_for_spend(self, active_jobs) -> None:
-        """The bound reached while jobs run: their runners stop quietly (cancelled, so none
-        reports a failure or fetches a log from a destroyed instance), every instance is
-        destroyed, and the scheduler is told once. The error is handed over, not raised: a
-        raise from this status thread is printed twice, with this module's traceback."""
+        """The bound reached while jobs run: they are cancelled, every instance destroyed, and
+        the scheduler told once. The error is handed over, not raised: a raise from this status
+        thread is printed twice, with this module's traceback."""
         self._spend_stopped = True
-        for job_info in active_jobs:
-            event = job_info.aux.get("cancel_event")
-            if event is not None:
-                event.set()
+        _cancel(active_jobs)
         for instance_id in sorted(self._rented_instances - self._destroyed_instances):
             self._destroy_instance(instance_id)
         error = WorkflowError(self.spend.message("the spend so far reached the bound"))
@@ -507,8 +459,7 @@ class Executor(CancelsEveryJob, _stock.Executor):
         self.workflow.scheduler.executor_error_callback(error)
 
     def _install_sigterm_teardown(self) -> None:
-        """Workaround (2). Runs at the first submission, i.e. after the scheduler installed its
-        own handler, which is what replaced the plugin's."""
+        """Workaround (2), at the first submission: after the scheduler's own handler."""
         if self._sigterm_installed or threading.current_thread() is not threading.main_thread():
             return
         previous = signal.getsignal(signal.SIGTERM)
@@ -518,10 +469,7 @@ class Executor(CancelsEveryJob, _stock.Executor):
             self.logger.warning(
                 "SIGTERM: destroying every rented Vast.ai instance, then stopping as on Ctrl-C"
             )
-            for job_info in list(self.active_jobs):
-                event = job_info.aux.get("cancel_event")
-                if event is not None:
-                    event.set()
+            _cancel(list(self.active_jobs))
             self._emergency_cleanup()
             raise KeyboardInterrupt
 

@@ -1,12 +1,8 @@
 """The spending bound: what this run's instances have cost so far (their price x the time each
 was held) and whether one more may be rented.
 
-An instance is admitted only if what the run has spent, plus what its running instances are
-forecast to cost until their jobs end, plus the new one's price x its job's forecast stays within
-the bound. The forecast of a job is its ``runtime`` resource (minutes; Snakemake's, the one SLURM
-uses as the wall-clock limit), or :data:`DEFAULT_FORECAST_H` without one. A job running past its
-forecast counts at what it has cost so far. When the spend so far reaches the bound (jobs that
-ran far past their forecasts), the executor destroys every instance and stops the run.
+Docs: docs/profiles.md, "A spending bound". A job's forecast is its ``runtime`` resource, else
+:data:`DEFAULT_FORECAST_H`; one running past it counts at what it has cost so far.
 """
 
 from __future__ import annotations

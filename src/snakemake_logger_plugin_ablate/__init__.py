@@ -2,17 +2,14 @@
 every run of this workflow prints through it in place of Snakemake's stream handler.
 
 It is Snakemake's own stream handler, filter and formatter with the changes
-:mod:`ablate.core.execution.terminal` describes (a job's block without parameter trees, and on a
-terminal at most ``WIDTH`` characters a line; the time left on the progress line; the end-of-run
-summary last). Snakemake's log file (``.snakemake/log/``) keeps its own full format. ``--logger``
-on the command line replaces the profile's choice.
+:mod:`ablate.core.execution.terminal` describes; Snakemake's log file keeps its full format.
 
 Its one touch of a private name, pinned to Snakemake 9.27.1 (a plugin is a package of its own, so
 it stays here rather than in ``ablate.upstream``):
 
-1. ``DefaultFormatter._format_job_info`` overridden (``Formatter._format_job_info``): the lines of
-   a job's block, which ``format_job_info`` joins; each is cut to ``width`` here. No public hook
-   gives the lines. Test: ``tests/upstream/test_smk.py::test_job_block_lines_come_from_format_job_info``.
+1. ``DefaultFormatter._format_job_info`` overridden: the lines of a job's block, each cut to
+   ``width`` here; no public hook gives them. Test:
+   ``tests/upstream/test_smk.py::test_job_block_lines_come_from_format_job_info``.
 """
 
 import sys
@@ -31,8 +28,7 @@ class LogHandlerSettings(LogHandlerSettingsBase):
 
 
 class Formatter(DefaultFormatter):
-    """Snakemake's formatter; a job's block summarised, the progress line with the time left.
-    ``width``: the longest line of a job's block (its file lists cut); None: lists whole."""
+    """Snakemake's formatter; ``width``: the longest line of a job's block (None: lists whole)."""
 
     def __init__(self, quiet=None, show_failed_logs=False, width=terminal.WIDTH):
         super().__init__(quiet, show_failed_logs)
@@ -56,6 +52,13 @@ class Formatter(DefaultFormatter):
 
 
 class LogHandler(LogHandlerBase):
+    # the base's abstract properties, as the constants they are
+    writes_to_stream = True
+    writes_to_file = False
+    has_filter = False
+    has_formatter = True
+    needs_rulegraph = False
+
     def __post_init__(self) -> None:
         s = self.common_settings
         stream = sys.stdout if s.stdout else sys.stderr
@@ -82,23 +85,3 @@ class LogHandler(LogHandlerBase):
         self._summary = []
         self._out.flush()
         super().close()
-
-    @property
-    def writes_to_stream(self) -> bool:
-        return True
-
-    @property
-    def writes_to_file(self) -> bool:
-        return False
-
-    @property
-    def has_filter(self) -> bool:
-        return False
-
-    @property
-    def has_formatter(self) -> bool:
-        return True
-
-    @property
-    def needs_rulegraph(self) -> bool:
-        return False

@@ -1,15 +1,13 @@
 """lm-eval's private names the package uses, and its one patch, pinned to lm-eval 0.4.13
 (pyproject.toml).
 
-1. ``lm_eval.tasks._yaml_loader.load_yaml`` (:func:`load_task_yaml`): a registered task's YAML
-   with its ``include``s merged and its ``!function`` tags resolved, the config lm-eval itself
-   builds the task from; ``mask/lm_tasks.py`` ``pinned_config`` adds the dataset revision to it.
-   lm-eval 0.4.13 has no public loader (``lm_eval.utils`` lost ``load_yaml_config``). Test:
+1. ``lm_eval.tasks._yaml_loader.load_yaml`` (:func:`load_task_yaml`): a task's YAML as lm-eval
+   builds the task from it, for ``mask/lm_tasks.py`` ``pinned_config``; there is no public loader
+   (``lm_eval.utils`` lost ``load_yaml_config``). Test:
    ``test_lmeval.py::test_load_task_yaml_resolves_includes``.
 2. ``lm_eval.evaluator.add_env_info`` replaced for a run (:func:`without_env_info`):
-   ``simple_evaluate`` ends every run with torch's environment report (pip list, lscpu and GPU
-   queries in subprocesses: 0.5 s a run) and has no switch for it; the record keeps its own
-   provenance (``mask/evaluation.py``). Restored after the run. Test:
+   ``simple_evaluate`` ends every run with torch's environment report (subprocesses: 0.5 s) and
+   has no switch for it; the record keeps its own provenance (``mask/evaluation.py``). Test:
    ``test_lmeval.py::test_without_env_info``.
 """
 

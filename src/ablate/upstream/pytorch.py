@@ -1,47 +1,32 @@
 """torch's private names the package uses, pinned to torch 2.13.0 (pyproject.toml).
 
-1. ``torch._foreach_norm`` / ``torch._foreach_copy_`` (:func:`foreach_norms`,
-   :func:`foreach_copy_`): one kernel launch for a list of tensors; the masters' optimizers
-   (``core/training/optim.py``, ``sharded_masters.py``) copy and measure thousands of parameters
-   a step. torch's own ``clip_grad_norm_`` and optimizers call them; no public API takes a list.
-   Test: ``test_pytorch.py::test_foreach_norms_and_copy``.
-2. (retired) ``torch._assert_async``: it went with ``policy_forward_kwargs(right_padded=)``, a
-   switch only tests flipped; the number stays so that the others keep theirs.
-3. ``torch._dynamo.config.recompile_limit`` and ``torch._dynamo.exc.TorchDynamoException``
-   (:func:`recompile_limit_at_least`, :func:`compile_error`): a compiled step called with many
-   shapes (the fused Adafactor's parameter groups, the static decode's lengths) recompiles more
-   than the default 8 times; past the limit torch runs it eagerly. ``torch.compiler.config`` has
-   no such setting. Raised for the call only (the config's own ``patch``), restored after.
-   Test: ``test_pytorch.py::test_recompile_limit_is_scoped``.
-4. ``torch.distributed.distributed_c10d._abort_process_group`` (:func:`abort_process_group`):
-   leave a process group after an error without waiting for peers (``core/execution/parallel.py``
-   ``abort``); ``destroy_process_group`` waits for pending NCCL work. Test:
-   ``test_pytorch.py::test_abort_process_group``.
-5. ``nn.Module._compiled_call_impl`` (:func:`modules_compiled`): ``Module.compile()`` stores the
-   compiled call there and ``__call__`` runs it when set; setting it back to None runs the module
-   eagerly again, and keeping the compiled one (as ``_ablate_compiled``) reuses it next time
-   (``core/training/speed.py`` ``layers_compiled``). No public API undoes ``compile()``. Test:
-   ``test_pytorch.py::test_modules_compiled``.
-6. ``Optimizer._optimizer_{step,state_dict,load_state_dict}_{pre,post}_hooks`` (six dicts) and
-   ``Optimizer._patch_step_function`` (:func:`init_optimizer_hooks`): a wrapper optimizer that
-   does not call ``Optimizer.__init__`` (``MasterWeightsOptimizer``: its params and state are its
-   inner optimizer's) needs what ``__init__`` gives for hooks (LR schedulers and accelerate use
-   the Optimizer API): the hook dicts, ordered dicts as torch's (a hook's handle keeps a weak
-   reference to its dict: plain dicts refused every ``register_*_hook``), and the class's
-   ``step`` wrapped to run the step hooks (else they were accepted and never ran). Tests:
-   ``test_pytorch.py::test_optimizer_hooks_are_the_six``,
-   ``::test_the_master_optimizer_takes_hooks``.
-7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): where a checkpoint's
-   ``.metadata`` file lies, for the reader that unpickles it with a restricted unpickler
-   (``core/training/sharding.py`` ``MetadataReader``). Test:
-   ``test_pytorch.py::test_metadata_path``.
+1. ``torch._foreach_norm``, ``torch._foreach_copy_`` (:func:`foreach_norms`,
+   :func:`foreach_copy_`): one launch for a list of tensors, which no public API takes, for the
+   masters' optimizers (``core/training/optim.py``, ``sharded_masters.py``). Test:
+   ``test_foreach_norms_and_copy``.
+2. (retired; the number stays so that the others keep theirs)
+3. ``torch._dynamo.config.recompile_limit``, ``torch._dynamo.exc.TorchDynamoException``
+   (:func:`recompile_limit_at_least`, :func:`compile_error`): a step compiled for many shapes
+   passes the default 8 recompiles, then runs eagerly; ``torch.compiler.config`` has no such
+   setting. Test: ``test_recompile_limit_is_scoped``.
+4. ``distributed_c10d._abort_process_group`` (:func:`abort_process_group`): leave a process group
+   after an error without waiting for peers (``destroy_process_group`` waits for pending NCCL
+   work; ``core/execution/parallel.py`` ``abort``). Test: ``test_abort_process_group``.
+5. ``nn.Module._compiled_call_impl`` (:func:`modules_compiled`): no public API undoes
+   ``compile()`` (``core/training/speed.py`` ``layers_compiled``). Test: ``test_modules_compiled``.
+6. The six ``Optimizer._optimizer_*_hooks`` and ``Optimizer._patch_step_function``
+   (:func:`init_optimizer_hooks`): what ``Optimizer.__init__`` gives for hooks, for a wrapper that
+   skips it (``MasterWeightsOptimizer``). Tests: ``test_optimizer_hooks_are_the_six``,
+   ``test_the_master_optimizer_takes_hooks``.
+7. ``FileSystemReader._get_metadata_path`` (:func:`metadata_path`): for a restricted unpickler of
+   ``.metadata`` (``core/training/sharding.py`` ``MetadataReader``). Test: ``test_metadata_path``.
 8. ``Optimizer._step_supports_amp_scaling`` (:func:`takes_grad_scale`,
-   :func:`takes_grad_scale_class`): the flag by which torch's ``GradScaler`` knows an optimizer
-   divides its gradients by its ``grad_scale`` attribute inside its step (the fused AdamW, and
-   ``FusedAdafactor``, which declares it); the masters' optimizers hand the clip factor there
-   (one pass over the gradients fewer). Test: ``test_pytorch.py::test_grad_scale_protocol``.
+   :func:`takes_grad_scale_class`): how ``GradScaler`` knows a step divides the gradients by
+   ``grad_scale``, where the masters' optimizers hand the clip factor. Test:
+   ``test_grad_scale_protocol``.
 
-``torch._dynamo`` is imported where a function needs it: importing it takes seconds.
+The tests are in tests/upstream/test_pytorch.py. ``torch._dynamo`` is imported where a function
+needs it: importing it takes seconds.
 """
 
 from __future__ import annotations
@@ -75,8 +60,7 @@ def foreach_copy_(targets: Sequence[torch.Tensor], sources: Sequence[torch.Tenso
 
 @contextlib.contextmanager
 def recompile_limit_at_least(limit: int) -> Iterator[None]:
-    """Within: torch recompiles a function up to ``limit`` times (or its own limit, if higher)
-    before running it eagerly; after: the limit as it was (touch 3)."""
+    """Within: torch's recompile limit is at least ``limit`` (touch 3)."""
     import torch._dynamo.config as dynamo
 
     with dynamo.patch(recompile_limit=max(dynamo.recompile_limit, limit)):
@@ -84,8 +68,7 @@ def recompile_limit_at_least(limit: int) -> Iterator[None]:
 
 
 def compile_error() -> type[Exception]:
-    """The base class of torch.compile's errors (touch 3); for an ``except`` clause, which
-    evaluates it only when something was raised."""
+    """The base class of torch.compile's errors (touch 3), for an ``except`` clause."""
     import torch._dynamo.exc
 
     return torch._dynamo.exc.TorchDynamoException
@@ -98,8 +81,7 @@ def abort_process_group() -> None:
 
 @contextlib.contextmanager
 def modules_compiled(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
-    """Within: each module runs compiled (compiled at its first use, kept for the next);
-    after: eager again (touch 5)."""
+    """Within: each module runs compiled (compiled once, kept for the next time) (touch 5)."""
     for m in modules:
         if getattr(m, "_ablate_compiled", None) is None:
             m.compile()
@@ -113,12 +95,10 @@ def modules_compiled(modules: Sequence[torch.nn.Module]) -> Iterator[None]:
 
 
 def init_optimizer_hooks(optimizer: torch.optim.Optimizer) -> None:
-    """Give a wrapper optimizer that skips ``Optimizer.__init__`` the empty hook dicts the
-    ``Optimizer`` methods read, and its class's ``step`` the hooks' wrapper, as ``__init__``
-    does (touch 6)."""
+    """What ``Optimizer.__init__`` gives for hooks, for a wrapper that skips it (touch 6)."""
     for name in OPTIMIZER_HOOKS:
         setattr(optimizer, name, OrderedDict())  # as torch's: a hook's handle holds a weakref to it
-    optimizer._patch_step_function()
+    optimizer._patch_step_function()  # else the step hooks were accepted and never ran
 
 
 def takes_grad_scale(optimizer: torch.optim.Optimizer) -> bool:
@@ -133,6 +113,5 @@ def takes_grad_scale_class(cls: type) -> type:
 
 
 def metadata_path(reader, rank: int | None = None):
-    """The path of the checkpoint's ``.metadata`` file ``reader`` (a ``FileSystemReader``)
-    reads (touch 7)."""
+    """The path of the ``.metadata`` file a ``FileSystemReader`` reads (touch 7)."""
     return reader._get_metadata_path(rank)

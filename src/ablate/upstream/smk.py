@@ -3,24 +3,16 @@
 ``rules/common.smk`` :func:`guard_deletes` (touch 3) when the Snakefile is read.
 
 1. ``snakemake.report.html_reporter.rulegraph_spec`` replaced by
-   :func:`ablate.core.reports.report_graph.rulegraph_spec`: Snakemake's keeps one node per rule and
-   DAG level, so ``eval_model``, whose jobs follow ``prepare_model`` and ``finetune``, showed twice;
-   ours shows each rule once. The reporter calls the name it imported into its module, so the
-   module's attribute is what to replace; no report setting chooses the graph. Test:
-   ``test_smk.py::test_reporter_calls_its_module_rulegraph_spec``.
-2. The reST directive ``embeddedimage`` registered again (:class:`_EmbeddedImage`):
-   ``snakemake.report``'s own ``EmbeddedImage(Image, EmbeddedMixin)`` puts its embedding mixin
-   second in its bases, so docutils' ``Image.run`` runs alone and the page links the file, which
-   a self-contained report cannot follow; this one reads the file into a data URI first. Test:
-   ``test_smk.py::test_snakemakes_embeddedimage_links_the_file``.
+   :func:`ablate.core.reports.report_graph.rulegraph_spec`, which shows each rule once (Snakemake's
+   has a node per rule and DAG level). Test: ``test_reporter_calls_its_module_rulegraph_spec``.
+2. The reST directive ``embeddedimage`` registered again (:class:`_EmbeddedImage`): Snakemake's
+   puts its embedding mixin second in its bases, so the page links the file, which a
+   self-contained report cannot follow. Test: ``test_snakemakes_embeddedimage_links_the_file``.
 3. ``Workflow.delete_output`` of the workflow being read wrapped (:func:`guard_deletes`): the
-   delete commands (``--delete-all-output``, ``--delete-temp-output``) build the DAG and delete
-   with no hook of a run (no ``onstart``); the command line's ``DAGApi.delete_output`` calls this
-   method of the workflow after the Snakefile is read, so the instance's attribute is what to
-   replace. Test: ``test_smk.py::test_the_delete_commands_call_the_workflows_delete_output``.
+   delete commands run no hook of a run (no ``onstart``). Test:
+   ``test_the_delete_commands_call_the_workflows_delete_output``.
 
-When a test here fails, the pinned Snakemake changed: drop the patch it covers if upstream
-fixed the behaviour, else adapt it.
+The tests are in tests/upstream/test_smk.py; when one fails, the pinned Snakemake changed.
 """
 
 from __future__ import annotations

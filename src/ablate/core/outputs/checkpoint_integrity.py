@@ -2,22 +2,12 @@
 manifest and marker, the check before loading, complete training checkpoints, setting aside.
 (What a training run saves in them and loads back: :mod:`ablate.core.training.saving`.)
 
-A final checkpoint (``<out>/final``) is written by :func:`write_final`: into ``final.tmp``, which
-first gets :data:`_WRITER_MARKER` (this pipeline wrote it), then the weights, then it is renamed
-over ``final``, and completed by the hash manifest :data:`MANIFEST_NAME`, written last. So:
-
-- a checkpoint is complete only if its manifest exists and every file it lists has the recorded
-  size and sha256, and no file was added after it (:func:`verify`);
-- a directory this pipeline wrote (its marker inside, or a ``summary.json`` of ours beside it)
-  never loads without its manifest (:func:`check_before_load`, which the loaders call); a foreign
-  model directory (neither) loads as it is.
-
-training checkpoints (``<out>/checkpoints/checkpoint-N``) are complete-or-ignored instead: they get
-their hash manifest, then :data:`CHECKPOINT_MARKER` written last (:func:`mark_complete`), and a
-rerun resumes only from a complete one of the same run whose files match their manifest: one
-that does not is set aside (:data:`_SET_ASIDE_PREFIX`) and the one before it is tried
-(:func:`ablate.core.training.resume.prepare_resume`, which also checks that the checkpoints belong
-to the same run: its config, the content of its inputs, the code).
+Invariants: a checkpoint is complete only if its hash manifest, written last, lists every file
+with its size and sha256 and no file was added since; a directory this pipeline wrote (its
+marker inside, or our ``summary.json`` beside it) never loads without its manifest, while a
+foreign model directory loads as it is. Training checkpoints (``checkpoints/checkpoint-N``) are
+complete-or-ignored: :data:`CHECKPOINT_MARKER` comes after the manifest, and one that fails its
+manifest is set aside, never resumed from (:func:`ablate.core.training.resume.prepare_resume`).
 """
 
 from __future__ import annotations
@@ -41,18 +31,17 @@ _WRITER_MARKER = "ablate_checkpoint.json"
 CHECKPOINT_MARKER = "checkpoint_complete.json"  # written last into every training checkpoint
 RUN_KEY_FILE = "run_key.json"  # identifies the run the intermediate checkpoints belong to
 #: training checkpoints live in ``<out>/checkpoints`` beside the run's outputs (``final``, the
-#: summary); the Vast executor copies them off the instance from there.
+#: summary), where the Vast executor copies them from.
 CHECKPOINTS_DIR = "checkpoints"
 FORMAT_SAVE_PRETRAINED = "save_pretrained"
 FORMAT_FALLBACK = "state_dict_fallback"
 #: a training checkpoint of a sharded run: torch.distributed.checkpoint shards, no whole weights
 FORMAT_SHARDED = "sharded"
 SUMMARY_NAME = "summary.json"  # the training summary written beside ``final``
-#: A training checkpoint that fails its manifest is renamed to ``corrupt-checkpoint-N``, kept for a
-#: look: a name the rotation (``checkpoint-*``) never counts or deletes.
+#: A training checkpoint failing its manifest is renamed ``corrupt-checkpoint-N``: the rotation
+#: (``checkpoint-*``) never counts or deletes it.
 _SET_ASIDE_PREFIX = "corrupt-"
-# Not part of a checkpoint: the manifest itself, the completion marker written after it, and the
-# mtime file Snakemake puts into every directory() output after its job.
+# Not part of a checkpoint (the last is the mtime file Snakemake puts into a directory() output).
 _UNHASHED = frozenset({MANIFEST_NAME, CHECKPOINT_MARKER, ".snakemake_timestamp"})
 
 
@@ -63,12 +52,9 @@ class CheckpointError(RuntimeError):
 # ------------------------------------------------------------------------------------ integrity
 
 
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
+def sha256_file(path: str | os.PathLike) -> str:
     with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _files(d: Path) -> list[Path]:
@@ -77,8 +63,7 @@ def _files(d: Path) -> list[Path]:
 
 def hash_files(paths: list[Path]) -> list[str]:
     """sha256 of each file, several at once: hashlib releases the GIL, so the shards of a
-    multi-GB checkpoint hash in parallel (at the 3.4 B shape the hashing was a large part of each
-    job's time outside its steps)."""
+    multi-GB checkpoint hash in parallel."""
     from concurrent.futures import ThreadPoolExecutor
 
     if len(paths) <= 1:
@@ -101,10 +86,9 @@ def write_manifest(directory: str | os.PathLike, extra: dict[str, Any] | None = 
 
 
 def read_manifest(directory: str | os.PathLike) -> dict:
-    """The manifest of ``directory``: ``{"files": {relative path: {"bytes": int, "sha256": str}},
-    ...}``. One that does not parse or lacks these keys was cut off or altered:
-    :class:`CheckpointError`, as for a file that fails it (a checkpoint set aside, not a rerun
-    that fails on every try)."""
+    """The manifest of ``directory``: ``{"files": {relative path: {"bytes", "sha256"}}, ...}``;
+    one cut off or altered raises :class:`CheckpointError`, as a file failing it does (so the
+    checkpoint is set aside, not failed on every rerun)."""
     d = Path(directory)
     try:
         manifest = io.load_json(d / MANIFEST_NAME)
@@ -123,11 +107,9 @@ def read_manifest(directory: str | os.PathLike) -> dict:
 
 
 def verify_layout(directory: str | os.PathLike) -> dict:
-    """The cheap part of :func:`verify` (no reading of file contents): the manifest exists, every
-    file it lists exists with its size, and no file was added. Returns the manifest."""
+    """:func:`verify` without reading the files' contents; returns the manifest."""
     d = Path(directory)
-    mpath = d / MANIFEST_NAME
-    if not mpath.exists():
+    if not (d / MANIFEST_NAME).exists():
         raise CheckpointError(f"{d} has no {MANIFEST_NAME}: the checkpoint was never completed")
     manifest = read_manifest(d)
     for rel, meta in manifest["files"].items():
@@ -167,17 +149,15 @@ def verify(directory: str | os.PathLike) -> dict:
 
 
 class PendingVerify:
-    """:func:`verify` split in two: the layout checked now, the hashes in a background thread
-    while the caller loads the files (the loader reads what is being hashed: one pass over the
-    disk, the hashing overlapped). :meth:`result` joins and raises what :func:`verify` raises."""
+    """:func:`verify` with the hashes checked in a background thread while the caller loads the
+    same files (one pass over the disk); :meth:`result` raises what :func:`verify` raises."""
 
     def __init__(self, directory: str | os.PathLike):
         import threading
 
         self.directory = Path(directory)
-        manifest = verify_layout(self.directory)
+        self._manifest = verify_layout(self.directory)
         self._error: BaseException | None = None
-        self._manifest = manifest
         self._thread = threading.Thread(target=self._run, name="checkpoint-verify", daemon=True)
         self._thread.start()
 
@@ -196,7 +176,7 @@ class PendingVerify:
 
 def written_here(directory: str | os.PathLike) -> bool:
     """This pipeline wrote ``directory``: its marker inside, or our training summary beside it
-    naming it as its checkpoint (checkpoints from before the marker existed)."""
+    naming it (checkpoints from before the marker existed)."""
     d = Path(directory)
     if (d / _WRITER_MARKER).exists():
         return True
@@ -211,27 +191,23 @@ def written_here(directory: str | os.PathLike) -> bool:
 
 
 def check_before_load(directory: str | os.PathLike) -> dict | None:
-    """What the loaders call: verify a checkpoint with a manifest; refuse one this pipeline wrote
-    whose manifest is gone; let a foreign model directory (neither) through (returns None)."""
+    """What the loaders call: verify a checkpoint with a manifest, refuse one of ours without;
+    None for a foreign model directory."""
     pending = start_check_before_load(directory)
     return pending.result() if pending is not None else None
 
 
 def check_inputs_before_load(inputs: Iterable[str | os.PathLike]) -> None:
-    """Check the declared inputs as the job would before it reads them: each checkpoint folder
-    (a hash manifest, or this pipeline's marker) by the loaders' own check, every file's sha256
-    against its manifest (:func:`check_before_load`). The key takes a checkpoint's hashes from its
-    manifest after a size check only, so without this a same-size corruption would be restored
-    over, where the job fails; raises the job's :class:`CheckpointError`."""
+    """:func:`check_before_load` of each input folder: the run cache's key trusts a manifest
+    after a size check, so a same-size corruption would otherwise be restored over."""
     for path in inputs:
         if Path(path).is_dir():
             check_before_load(path)
 
 
 def start_check_before_load(directory: str | os.PathLike) -> PendingVerify | None:
-    """:func:`check_before_load` with the hashing in the background (:class:`PendingVerify`): a
-    missing manifest, file or size fails here; the caller must call ``result()`` before it uses
-    what it loaded. None for a foreign model directory."""
+    """:func:`check_before_load` with the hashing in the background: the caller must call
+    ``result()`` before it uses what it loaded. None for a foreign model directory."""
     d = Path(directory)
     if (d / MANIFEST_NAME).exists() or written_here(d):
         return PendingVerify(d)
@@ -244,9 +220,8 @@ _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 def out_of_space(exc: BaseException) -> bool:
-    """Whether ``exc``, or an error it came from, is a full disk or an exhausted quota: an
-    ``OSError`` of that errno, or a library's error quoting its text (safetensors', or
-    torch.distributed.checkpoint's, which carries its writer threads' tracebacks as text)."""
+    """Whether ``exc``, or an error it came from, is a full disk or quota: an ``OSError`` of that
+    errno, or a library's error quoting its text (safetensors', torch.distributed.checkpoint's)."""
     texts = tuple(os.strerror(e) for e in _NO_SPACE)
     seen: BaseException | None = exc
     while seen is not None:
@@ -260,8 +235,7 @@ def out_of_space(exc: BaseException) -> bool:
 
 @contextlib.contextmanager
 def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
-    """Around writing ``what`` into ``where``: an error that is the disk being full
-    (:func:`out_of_space`) becomes one line naming the disk, its free space and the fix."""
+    """Around writing ``what`` into ``where``: a full disk is one line naming it and the fix."""
     try:
         yield
     except Exception as exc:
@@ -279,17 +253,12 @@ def naming_a_full_disk(what: str, where: str | os.PathLike) -> Iterator[None]:
 
 
 def write_final(
-    out_dir: str | os.PathLike,
-    save: Callable[[Path], str],
-    *,
-    extra: dict[str, Any] | None = None,
+    out_dir: str | os.PathLike, save: Callable[[Path], str], *, extra: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """Write ``out_dir/final`` atomically: ``save(final.tmp)`` (returns the format it wrote), then
-    rename over ``final`` (a previous one is replaced only now), then the manifest, last.
-
-    A crash leaves either the previous ``final`` whole, ``final.tmp`` (never read), or a marked
-    ``final`` without manifest, which :func:`check_before_load` refuses.
-    """
+    """Write ``out_dir/final``: the marker and ``save(final.tmp)`` (returns the format), renamed
+    over ``final``, then the manifest. A crash leaves the previous ``final`` whole, ``final.tmp``
+    (never read), or a marked ``final`` without manifest, which :func:`check_before_load`
+    refuses."""
     out = Path(out_dir)
     final, tmp = out / "final", out / "final.tmp"
     if tmp.exists():
@@ -310,9 +279,8 @@ def write_final(
 
 
 def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) -> None:
-    """``model.safetensors`` from the state dict (tied weights stored once), config.json, tokenizer.
-
-    Used when ``save_pretrained`` raises (the seed hit a conversion error there)."""
+    """``model.safetensors`` (tied weights once), config.json and tokenizer, for when
+    ``save_pretrained`` raises (the seed hit a conversion error there)."""
     from safetensors.torch import save_model
 
     out = Path(out_dir)
@@ -320,10 +288,8 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
     save_model(model, str(out / "model.safetensors"), metadata={"format": "pt"})
     model.config.save_pretrained(out)
     if getattr(model, "generation_config", None) is not None:
-        try:
+        with contextlib.suppress(Exception):  # optional for loading
             model.generation_config.save_pretrained(out)
-        except Exception:  # generation config is optional for loading
-            pass
     hf.save_tokenizer(tokenizer, out)
 
 
@@ -331,8 +297,7 @@ def save_state_dict_fallback(model, out_dir: str | os.PathLike, tokenizer=None) 
 
 
 def mark_complete(ckpt: str | os.PathLike, step: int, fmt: str | None) -> None:
-    """The training checkpoint's last writes: its hash manifest, then the marker (without it, it
-    was cut off mid-save). Every process's files must be in (a sharded run's shards)."""
+    """A training checkpoint's last writes, after every process's: its manifest, then the marker."""
     write_manifest(ckpt, extra={"step": step, "format": fmt})
     io.write_json(Path(ckpt) / CHECKPOINT_MARKER, {"step": step, "format": fmt})
 
@@ -345,12 +310,9 @@ def step_of(ckpt: str | os.PathLike) -> int | None:
 
 def complete_checkpoints(ckpt_dir: str | os.PathLike) -> list[Path]:
     """training checkpoints carrying the completion marker, oldest first."""
-    ckpt_dir = Path(ckpt_dir)
-    if not ckpt_dir.is_dir():
-        return []
     found = [
         d
-        for d in ckpt_dir.glob("checkpoint-*")
+        for d in Path(ckpt_dir).glob("checkpoint-*")  # none where ckpt_dir is no folder
         if d.is_dir() and (d / CHECKPOINT_MARKER).exists() and step_of(d) is not None
     ]
     return sorted(found, key=step_of)
@@ -367,8 +329,7 @@ def say(msg: str) -> None:
 
 
 def set_aside(ckpt: Path, into: Path | None = None) -> Path:
-    """Rename a checkpoint that failed its check out of the way, into its folder or ``into``:
-    kept for a look, never resumed from. Returns its new path; the caller says why."""
+    """Rename a failed checkpoint aside (in its folder or ``into``) for a look; its new path."""
     into = ckpt.parent if into is None else into
     aside = into / (_SET_ASIDE_PREFIX + ckpt.name)
     n = 1
@@ -401,9 +362,8 @@ def keep_for_outputs(ckpt: Path) -> None:
 
 def remove_at_end(ckpt_dir: Path, *, keep: bool) -> None:
     """A run's checkpoints once it wrote its outputs with no signal since: removed, or under
-    ``keep`` (``keep_checkpoints``) the one :func:`keep_for_outputs` noted alone, as a run never
-    signalled leaves none such, unless the training saved another under its name since (its
-    manifest differs); the note goes either way (an unreadable one too)."""
+    ``keep`` only the one :func:`keep_for_outputs` noted, unless another was saved under its
+    name since (its manifest differs); the note goes either way."""
     if not keep:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
         return

@@ -1,21 +1,9 @@
 """A hub repository's branch or tag resolved to the commit it names, once per results folder.
 
-A run id that hashes ``revision: main`` names whatever the branch holds on the day a job loads
-it: two runs a month apart would claim one identity for different weights. So a branch or tag
-is resolved to its commit sha before any run id is made, in this order:
-
-1. the lock file ``<results>/hub_revisions.json`` (``{"<repo>@<rev>": {"sha", "resolved_at",
-   "how"}}``): an entry, once written, fixes the commit for every later run of that results
-   folder; deleting it is how a study moves to the branch's new head;
-2. the local Hugging Face cache's ref file (``refs/<rev>`` in the repo's cache folder holds the
-   commit the last download by that name got);
-3. the hub (``HfApi().model_info(repo, revision=rev).sha``; a dataset's ``dataset_info``),
-   unless HF_HUB_OFFLINE is set;
-4. otherwise the name stays, with a one-line warning (once per process): run ids then name the
-   branch, not a commit.
-
-What 2 or 3 resolved is written to the lock, so later runs (and every job's re-parse of the
-workflow) agree. A commit sha is returned in lower case without a lookup.
+A run id that hashed ``revision: main`` would name whatever the branch holds the day a job loads
+it, so a branch or tag is resolved before any run id is made: the lock (an entry fixes the commit
+until deleted), the Hugging Face cache's ref, the hub, else the name with a warning; what the
+cache or the hub resolved is written to the lock, so later runs agree (docs/bridge.md).
 """
 
 from __future__ import annotations
@@ -98,9 +86,8 @@ def key_of(repo: str, rev: str, repo_type: str = "model") -> str:
 def resolve(
     repo: str, revision: str | None, results: str | os.PathLike | None, repo_type: str = "model"
 ) -> str:
-    """``revision`` of hub repo ``repo`` (a ``model`` or ``dataset``) as a commit sha (the lock,
-    the cache, the hub, in that order; ``None`` is ``main``), or its name with a warning when
-    none of them knows it. ``results``: the folder of the lock (None: none read or written)."""
+    """``revision`` (None: ``main``) of hub repo ``repo`` as a commit sha, or its name with a
+    warning when nothing knows it. ``results``: the folder of the lock (None: no lock)."""
     rev = revision or "main"
     if SHA.fullmatch(rev.lower()):
         return rev.lower()

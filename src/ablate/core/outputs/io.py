@@ -28,23 +28,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-#: Beside a record: a copy of every record written there, by run id. A rerun replaces the record
-#: (Snakemake deletes a job's outputs before it runs), so `ablate diff OLD_ID NEW_ID` reads the
-#: superseded one here.
+#: Beside a record: a copy of every record written there, by run id, where `ablate diff OLD_ID
+#: NEW_ID` reads one a rerun replaced.
 HISTORY_DIR = "history"
 
 
 def user_cache_dir() -> Path:
-    """This user's cache of things derived from the installed software (``$XDG_CACHE_HOME/ablate``,
-    ``~/.cache/ablate``): lm-eval's task index, the distributions a job can import."""
+    """The user's cache of what derives from installed software (``$XDG_CACHE_HOME/ablate``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "ablate"
 
 
 def write_json(path: str | os.PathLike, obj: Any, *, indent: int = 1) -> Path:
-    """JSON with sorted keys (stable diffs); non-JSON values (paths, numpy scalars) as str. A
-    record (a provenance block with a run id, or a dict carrying one) is also kept in
-    :data:`HISTORY_DIR` beside it as ``<run_id>.<name>``."""
+    """JSON with sorted keys (stable diffs), other values as str; a record is also kept in
+    :data:`HISTORY_DIR` beside it."""
     text = json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n"
     out = write_text(path, text)
     run_id = _record_run_id(obj)
@@ -59,15 +56,12 @@ def history_path(path: str | os.PathLike, run_id: str) -> Path:
 
 
 def keep_in_history(path: str | os.PathLike) -> None:
-    """Keep the JSON file ``path`` in :data:`HISTORY_DIR` beside it, as :func:`write_json` does,
-    where it is a record (a file put in place by a copy: a run cache restore)."""
+    """:func:`write_json`'s history copy of a record put in place by a copy (a cache restore)."""
     if run_id := file_run_id(path):
         write_text(history_path(path, run_id), Path(path).read_text())
 
 
-#: The deepest nesting of JSON a run reads back (the pipeline's own files are under 10 levels):
-#: what is deeper is refused, so that no reader recursing through it (Python's parser, a
-#: record's result content) meets a ``RecursionError``.
+#: The deepest nesting of JSON a run reads back (the pipeline's own files are under 10 levels).
 MAX_JSON_DEPTH = 100
 
 
@@ -84,11 +78,9 @@ def json_depth(value: Any) -> int:
 
 
 def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
-    """The JSON value ``text`` holds; ``where`` names it in the error. What a user or host can
-    alter is read through here: text that is no JSON raises ``ValueError``, as does JSON nested
-    deeper than :data:`MAX_JSON_DEPTH` (Python's parser raised ``RecursionError`` at about 1000
-    levels, which no reader catches as a file it cannot read: ``'{"a":' * 100000``; a reader
-    recursing through a record, from about 500)."""
+    """The JSON value ``text`` holds; ``where`` names it in the error. ``ValueError`` for text
+    that is no JSON or nests deeper than :data:`MAX_JSON_DEPTH` (a ``RecursionError`` otherwise,
+    in the parser or in a reader recursing through it: docs/reliability.md)."""
     too_deep = ValueError(f"{where} holds JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         value = json.loads(text)
@@ -100,14 +92,12 @@ def parse_json(text: str | bytes, where: str | os.PathLike) -> Any:
 
 
 def load_json(path: str | os.PathLike) -> Any:
-    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where it cannot be
-    read."""
+    """The JSON value of the file ``path`` (:func:`parse_json`); ``OSError`` where unreadable."""
     return parse_json(Path(path).read_text(), path)
 
 
 def file_run_id(path: str | os.PathLike) -> str | None:
-    """The run id of the record in the JSON file ``path``; None where it holds none or cannot be
-    read."""
+    """The run id of the record in the JSON file ``path``; None where none or unreadable."""
     try:
         return _record_run_id(load_json(path))
     except (OSError, ValueError):
@@ -129,8 +119,7 @@ def write_jsonl(path: str | os.PathLike, rows: list[dict[str, Any]]) -> Path:
 
 
 def write_frame(path: str | os.PathLike, df: Any, float_format: str | None = None) -> Path:
-    """A pandas DataFrame as .csv or .parquet (by suffix), without the index. ``float_format``
-    (CSV only, e.g. ``"%.6g"``): floats as a person reads them; parquet keeps them exact."""
+    """A pandas DataFrame as .csv (``float_format``: CSV only) or .parquet, without the index."""
     suffix = Path(path).suffix
     if suffix == ".csv":
         return atomic_write(

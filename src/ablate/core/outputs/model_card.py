@@ -1,12 +1,8 @@
 """The base model card (``results/model/base.json``): what "the base model" is for every later stage.
 
-The embedded study builds and pretrains its model locally; a real study names a hub id or a local
-directory. Either way the evaluation, the leakage probe and the finetunes read the model through
-this card, so the revision that stage 1 scored is the one stage 3 finetunes, and it is recorded.
-
-Card: ``{"source", "path", "id", "revision", "tokenizer", "local", ..., "provenance"}`` where
-``path`` is what :func:`ablate.core.models.modeling.load_causal_lm` is given (a local directory or a
-hub id) and ``revision`` the hub revision (resolved to a commit sha when the hub was reachable).
+Every later stage reads the model through this card, so the revision stage 1 scored is the one
+stage 3 finetunes. ``path`` is what :func:`ablate.core.models.modeling.load_causal_lm` is given (a
+local directory or a hub id), ``revision`` the hub revision (a commit when the hub answered).
 """
 
 from __future__ import annotations
@@ -67,13 +63,8 @@ def read(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def locate(card: dict[str, Any]) -> tuple[str, str | None]:
-    """(path, revision) to load the card's model from on *this* machine.
-
-    The card was written where prepare_model ran. A job on another machine (a Vast instance, a
-    SLURM node without that disk) finds the embedded model through its declared inputs, which the
-    executor ships; a downloaded hub snapshot is not shipped (GBs): the job fetches the same
-    pinned revision from the hub itself.
-    """
+    """(path, revision) to load the card's model from on *this* machine: a downloaded hub
+    snapshot is not shipped to a remote job (GBs), which fetches the pinned revision itself."""
     if Path(card["path"]).exists():
         return card["path"], None  # a directory: its files are the recorded revision
     if card.get("id") and card.get("source") == "pretrained":
@@ -92,9 +83,8 @@ def locate(card: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def check_revision(card: dict[str, Any], revision: str, lock: str | os.PathLike) -> None:
-    """A hub model's card must record ``revision`` when that is a commit (the one a job's run id
-    names, pinned in ``lock`` by :mod:`ablate.core.outputs.hub_revisions`): a card registered before
-    the lock entry changed would load other weights than the run id says."""
+    """A hub model's card must record ``revision`` when that is a commit (the one the run id
+    names, pinned in ``lock``): a card registered before the lock changed loads other weights."""
     pinned = hub_revisions.SHA.fullmatch(str(revision))
     if card.get("id") and pinned and str(card["revision"]).lower() != revision:
         raise ModelCardError(
@@ -114,12 +104,8 @@ def register_pretrained(
     requested: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Card for a hub id or local directory; with the hub reachable, the revision becomes a sha.
-
-    ``download`` fetches the snapshot into the Hugging Face cache now (one job, before any GPU
-    job), so every later job loads the same files without network. ``requested``
-    (``{"revision": ...}``): the revision as the config wrote it, when ``revision`` is the
-    commit it was pinned to (:mod:`ablate.core.outputs.hub_revisions`); the card records both.
-    """
+    ``download``: the snapshot fetched now, before any GPU job. ``requested``: ``{"revision":
+    ...}`` as the config wrote it, when ``revision`` is the commit it was pinned to."""
     started = time.time()
     extra: dict[str, Any] = {
         "requested_revision": (requested or {"revision": revision})["revision"]
@@ -146,9 +132,7 @@ def register_pretrained(
 def _resolve_hub(
     model: str, revision: str | None, download: bool, extra: dict[str, Any]
 ) -> tuple[str, str | None]:
-    """(what later jobs load, its revision) of a hub id: offline, checked in the local cache;
-    online, the revision resolved to a commit and, with ``download``, the snapshot's folder.
-    ``extra`` (the card's) gets how it was resolved."""
+    """(what later jobs load, its revision) of a hub id; ``extra`` gets how it was resolved."""
     if model.startswith((os.sep, ".", "~")) or model.count("/") > 1:
         raise ModelCardError(f"model.path {model} does not exist (and is not a hub id org/name)")
     if hub_revisions.offline():

@@ -1,11 +1,8 @@
 """Where a job's seconds go: wall time per named phase, recorded in the job's output.
 
-Each stage's JSON output (a training summary, an evaluation's metrics.json, a probe result) carries
-``phases``: seconds per phase in the order they ran, plus ``startup`` (process start to the stage
-function: interpreter, Snakemake's script preamble, imports; a warm job's process starts at its
-fork, :mod:`ablate.core.execution.warm`) and ``other`` (the rest of the stage function).
-``bench/tools/job_times.py`` prints them per job, so a GPU run shows what is not the stage's own
-work (the per-job overhead at the 3.4 B shape).
+Each stage's JSON output carries ``phases``: seconds per phase in the order they ran, plus
+``startup`` (process start to the stage function; a warm job's process starts at its fork) and
+``other`` (the rest of the stage function); ``bench/tools/job_times.py`` prints them per job.
 """
 
 from __future__ import annotations
@@ -27,9 +24,8 @@ def process_started() -> float | None:
 
 class Phases:
     """Seconds per phase of one job; ``started`` is when the stage function began (epoch s).
-
-    ``sync`` (e.g. ``torch.cuda.synchronize``) runs as a phase starts and ends, so GPU work counts
-    in the phase that queued it, not in the next one that waits for it (the GPU benchmarks)."""
+    ``sync`` (``torch.cuda.synchronize``) runs as a phase starts and ends, so GPU work counts in
+    the phase that queued it, not in the next one that waits for it."""
 
     def __init__(self, started: float | None = None, sync: Callable[[], None] | None = None):
         self.started = time.time() if started is None else started
@@ -50,8 +46,7 @@ class Phases:
         self.seconds[name] = self.seconds.get(name, 0.0) + seconds
 
     def as_dict(self) -> dict[str, float | None]:
-        """``startup``, the phases, ``other`` (unaccounted time of the stage function) and
-        ``total`` (startup + the stage function so far), rounded to ms."""
+        """``startup``, the phases, ``other`` (unaccounted) and ``total`` (so far), to the ms."""
         proc = process_started()
         startup = None if proc is None else max(self.started - proc, 0.0)
         inside = time.time() - self.started

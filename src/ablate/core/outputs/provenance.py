@@ -1,14 +1,10 @@
 """The provenance block every stage output carries: code, config, data, packages, hardware, time.
 
 Never records command lines, and of the environment only the variables that change float results
-(:data:`NUMERICS_ENV_PREFIXES`, :data:`NUMERICS_ENV_NAMES`: MKL's, oneDNN's, OpenMP's, torch's
-dispatch, TF32 overrides, NCCL's algorithm), so secrets (API keys, tokens) cannot leak into
-outputs through it.
-
-The code is the workflow's checkout (the folder of the Snakefile), not the folder the library is
-installed from: a non-editable install has no git state, and an edit of a rule or a config in the
-checkout must show as ``dirty``. The rules name that folder in ``$ABLATE_WORKFLOW_DIR``
-(rules/common.smk); outside Snakemake it is the current directory.
+(:data:`NUMERICS_ENV_PREFIXES`, :data:`NUMERICS_ENV_NAMES`), so secrets cannot leak into outputs.
+The git state is the workflow's checkout (``$ABLATE_WORKFLOW_DIR``, else the current directory),
+not the library's install folder: a non-editable install has no git state, and an edited rule or
+config must show as ``dirty``.
 """
 
 from __future__ import annotations
@@ -20,6 +16,7 @@ import os
 import platform
 import re
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterable
@@ -54,12 +51,9 @@ def config_hash(config_slice: Any) -> str:
 
 
 def fingerprint_path(path: str | os.PathLike) -> str:
-    """sha256 of a file, or of the sorted (relative name, sha256) list of a directory's files.
-
-    A checkpoint directory with a hash manifest (ablate.core.outputs.checkpoint_integrity) is not
-    read again: its fingerprint is the same list taken from the manifest, after a check that the
-    files are the ones it lists with their sizes (the loaders verify the hashes; rehashing a 3.4 B
-    model here cost each job a full read and sha256 of ~7 GB)."""
+    """sha256 of a file, or of the sorted (relative name, sha256) list of a directory's files,
+    taken from a checkpoint's manifest after a size check (the loaders verify the hashes;
+    rehashing cost each 3.4 B job a read of ~7 GB)."""
     from ablate.core.outputs import checkpoint_integrity
 
     p = Path(path)
@@ -89,50 +83,34 @@ WORKFLOW_DIR_ENV = "ABLATE_WORKFLOW_DIR"
 
 
 def git_state(cwd: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Commit and dirty flag (tracked files only) of the git checkout holding ``cwd``; None
-    where it is no checkout or git is missing."""
+    """Commit and dirty flag (tracked files) of the checkout at ``cwd``; None where unknown."""
 
     def run(*args: str) -> str | None:
         try:
             return subprocess.run(
-                ["git", *args],
-                cwd=cwd,
-                capture_output=True,
-                text=True,
-                timeout=10,
-                check=True,
+                ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=True
             ).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             return None
 
-    commit = run("rev-parse", "HEAD")
     status = run("status", "--porcelain", "--untracked-files=no")
-    return {
-        "commit": commit,
-        "dirty": bool(status) if status is not None else None,
-    }
+    return {"commit": run("rev-parse", "HEAD"), "dirty": None if status is None else bool(status)}
 
 
-def _package_versions(names: Iterable[str] = _PACKAGES) -> dict[str, str | None]:
+def _package_versions() -> dict[str, str | None]:
     out = {}
-    for name in names:
+    for name in _PACKAGES:
         try:
-            out[name] = metadata.version(name.replace("_", "-"))
+            out[name] = metadata.version(name)  # "lm_eval" finds lm-eval: names are normalized
         except metadata.PackageNotFoundError:
-            try:
-                out[name] = metadata.version(name)
-            except metadata.PackageNotFoundError:
-                out[name] = None
+            out[name] = None
     return out
 
 
 def installed_key() -> str:
-    """sha256 of what is installed where Python finds distributions (``sys.path``): every
-    ``*.dist-info`` and ``*.egg-info`` folder's name (its distribution and version) with its
-    metadata file's size and modification time (an editable install rewrites it when its
-    requirements change). A stat per distribution: milliseconds."""
-    import sys
-
+    """sha256 of every ``*.dist-info`` and ``*.egg-info`` folder's name on ``sys.path`` with its
+    metadata file's size and mtime (an editable install rewrites it when its requirements
+    change): a stat per distribution."""
     h = hashlib.sha256()
     for folder in dict.fromkeys(p or "." for p in sys.path):
         try:
@@ -153,19 +131,12 @@ def installed_key() -> str:
 
 @functools.cache
 def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
-    """Name -> version of ``root`` and of every distribution its requirements need, transitively
-    (markers evaluated here), its extras left out: what a job computes with, so what the run
-    cache's key covers. An extra (pyproject.toml: an executor plugin, a tracking client, the test
-    tools) never changes a result's bytes, so installing one, as the README's test install does,
-    keeps every entry. Derived from the installed metadata, so a new dependency of the project, or
-    a new dependency of a dependency, enters by itself; a required distribution that is not
-    installed is None. Without ``root`` installed: every installed distribution.
-
-    Reading every distribution's metadata takes 0.6 s of CPU per job (2-core AMD EPYC without AVX-512), paid by
-    every job the run cache keys: the answer is kept in the user's cache
-    (:func:`ablate.core.outputs.io.user_cache_dir`) under :func:`installed_key`, which any install,
-    upgrade or removal changes."""
-    from ablate.core.outputs.io import load_json, user_cache_dir
+    """Name -> version of ``root`` and of every distribution its requirements need, transitively,
+    its extras left out (they change no result's bytes): what the run cache's key covers
+    (docs/design.md). A required distribution not installed is None; without ``root`` installed,
+    every installed distribution. Kept in the user's cache under :func:`installed_key` (reading
+    the metadata took 0.6 s of CPU per job)."""
+    from ablate.core.outputs.io import load_json, user_cache_dir, write_text
 
     # v2: extras left out (v1 counted all but `test`)
     kept = user_cache_dir() / f"runtime-packages-v2-{root}-{installed_key()[:32]}.json"
@@ -175,8 +146,6 @@ def runtime_packages(root: str = "ablate") -> dict[str, str | None]:
         pass
     out = _runtime_packages(root)
     try:
-        from ablate.core.outputs.io import write_text
-
         write_text(kept, json.dumps(out, sort_keys=True))
     except OSError:  # a read-only home: computed each time
         pass
@@ -224,8 +193,7 @@ CPUINFO = "/proc/cpuinfo"
 
 def cpu_info() -> dict[str, Any]:
     """The CPU vendor, model, x86 family/model/stepping (the microarchitecture where a virtual
-    machine names a generic model) and which of _CPU_FLAGS it has (Linux /proc/cpuinfo; elsewhere
-    the model from platform, the rest None: unknown, not absent)."""
+    machine names a generic model) and which of _CPU_FLAGS it has; None where unknown."""
     vendor, model, flags = None, None, None
     signature: dict[str, str] = {}
     try:
@@ -255,11 +223,8 @@ def cpu_info() -> dict[str, Any]:
     }
 
 
-# Environment variables that change float results on one machine, recorded by name and value
-# (no other variable is): MKL's code path and instruction set (MKL_CBWR, MKL_ENABLE_INSTRUCTIONS),
-# oneDNN's (ONEDNN_MAX_CPU_ISA), thread counts (how a reduction is split), torch's kernel dispatch
-# (ATEN_CPU_CAPABILITY), the GPU's TF32 and cuBLAS overrides and NCCL's all-reduce algorithm (the
-# order a multi-GPU gradient is summed in).
+# Environment variables that change float results on one machine, recorded by name and value (no
+# other variable is): docs/guide.md says how each does.
 NUMERICS_ENV_PREFIXES = ("MKL_", "ONEDNN_", "DNNL_", "OMP_", "KMP_", "OPENBLAS_")
 NUMERICS_ENV_NAMES = frozenset(
     {
@@ -283,8 +248,7 @@ def _numerics_env() -> dict[str, str]:
 
 
 def torch_build(config_text: str) -> dict[str, str | None]:
-    """The BLAS and LAPACK a torch build calls and its MKL and oneDNN versions, from the text of
-    ``torch.__config__.show()``; None where the build names none."""
+    """The BLAS, LAPACK, MKL and oneDNN of a torch build, from ``torch.__config__.show()``."""
     settings = dict(re.findall(r"\b([A-Z_]+)=([^,\s]*)", config_text))
     mkl = re.search(r"Math Kernel Library Version ([\d.]+)", config_text)
     onednn = re.search(r"(?:MKL-DNN|oneDNN) v(\S+)", config_text)
@@ -313,9 +277,7 @@ def _tf32(legacy: Any, backend: Any) -> Any:
 
 
 def numerics() -> dict[str, Any]:
-    """What besides the CPU and torch's kernels changes float results: the BLAS/LAPACK and library
-    versions, torch's precision and determinism switches, on a GPU its TF32 and cuDNN flags, and
-    the NUMERICS_ENV variables. Read when the record is written: the switches a job set count."""
+    """What else changes float results, read as the record is written: a job's switches count."""
     import torch
 
     mkldnn_matmul = getattr(torch.backends.mkldnn, "matmul", None)
@@ -368,9 +330,8 @@ def hardware() -> dict[str, Any]:
     return info
 
 
-#: The run id of each record a job read (its declared JSON inputs: path -> run id), set by the
-#: job's start (ablate.job_script) for every process of the job: its record's ``upstream``, which
-#: ``ablate diff`` follows to the upstream run whose config made a result differ.
+#: The run id of each record a job read (path -> run id), set by ablate.job_script: its record's
+#: ``upstream``, which ``ablate diff`` follows.
 UPSTREAM_ENV = "ABLATE_UPSTREAM_RUNS"
 
 
@@ -412,11 +373,9 @@ def collect(
     run_id: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Build the provenance block. ``inputs`` maps a label to a file or directory to fingerprint;
-    ``digests`` a label to the sha256 the job took of what it read, when it read it (a file
-    edited since would be fingerprinted as what the job never read); the git state recorded is
-    that of the checkout whose code ran (see the module doc). The block holds :data:`BLOCK_FIELDS`,
-    then the optional ones and ``extra``."""
+    """The provenance block. ``inputs``: label -> a file or directory to fingerprint; ``digests``:
+    label -> the sha256 the job took of what it read, when it read it (a file edited since would
+    be fingerprinted as what the job never read)."""
     fingerprints = {k: fingerprint_path(v) for k, v in (inputs or {}).items()}
     block = {
         "run_id": run_id or new_run_id(),

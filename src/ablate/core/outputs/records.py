@@ -2,26 +2,8 @@
 the staleness summary, a study's tables, ``ablate diff``). One definition each, so two readers
 never disagree about the same file.
 
-- A **record** is a job's output JSON object (a summary.json, metrics.json, a model card, a
-  provenance sidecar). :func:`read_json` returns it, or None when absent, unreadable or not an
-  object: a reader never stops on one.
-- Its **provenance** block (``ablate.core.outputs.provenance.collect``) is nested under
-  ``provenance``, or the record is the block itself (a sidecar written beside a table, ``<table>.provenance.json``);
-  :func:`provenance_of`. A JSON object without a block's run id and config hash, or without a
-  result beside them (a sidecar: without the rest of the block a job writes), is no record
-  (:func:`record_lacks`).
-- **Benchmark seconds** (:func:`benchmark_seconds`): the wall seconds of ONE run of the job, the
-  mean of the ``s`` column of its Snakemake benchmark file. Snakemake writes one row per run it
-  measured (``benchmark: repeat(path, n)`` runs the job n times): each row is the same job
-  measured again, so the mean is the job's duration, what a forecast of one run is compared with
-  and what STATUS shows and adds up per job.
-- **Staleness** by config (:func:`recorded_config`, :func:`config_changes`): a finished job is
-  stale when the config slice its provenance recorded differs from the slice the config gives now;
-  the changed keys say why (``key old -> new``).
-- **Result content** (:func:`result_content`): what a record says the job computed, without the
-  fields that describe the run that computed it (:data:`RUN_FIELDS`: run ids, timings,
-  timestamps, the provenance block). The run cache keys a job by its inputs' result content, so
-  a rerun of an upstream job that computes the same result keeps every key downstream.
+A record is a job's output JSON object (a sidecar ``<table>.provenance.json`` is the block
+itself); a reader never stops on an unreadable one.
 
 No torch, no pandas: ``ablate status`` and the Snakefile read it.
 """
@@ -36,10 +18,8 @@ from typing import Any
 from ablate.core.outputs import io
 from ablate.core.outputs.provenance import BLOCK_FIELDS, changed_keys
 
-#: Fields of a record (at any depth) that describe the run, not its result: which run, how long,
-#: when, where from; a rerun that computes the same result changes them. ``provenance`` holds the
-#: run id, git state, host, packages, times and the config slice (a downstream job's own key holds
-#: its own config). A resume continues bit for bit, so where it resumed from is the run's too.
+#: Fields of a record (at any depth) that describe the run, not its result (a downstream job's own
+#: key holds its config; a resume continues bit for bit, so where it resumed from is the run's).
 RUN_FIELDS = frozenset(
     {
         "provenance",
@@ -59,8 +39,7 @@ RUN_FIELDS = frozenset(
 
 
 def result_content(record: Any) -> Any:
-    """A record (any JSON value) without its :data:`RUN_FIELDS`, at any depth: what two runs that
-    computed the same result have in common."""
+    """A record (any JSON value) without its :data:`RUN_FIELDS`, at any depth."""
     if isinstance(record, dict):
         return {k: result_content(v) for k, v in record.items() if k not in RUN_FIELDS}
     if isinstance(record, list):
@@ -94,10 +73,9 @@ RECORD_PROVENANCE = ("run_id", "config_hash")
 
 
 def record_lacks(record: Any) -> str | None:
-    """What keeps a JSON object from being a job's record, in words (None: nothing): a provenance
-    block with :data:`RECORD_PROVENANCE`, and a result beside it (a field
-    :func:`result_content` keeps); a sidecar (the block at the top level: its result is the
-    file it describes) the whole block a job writes (``provenance.BLOCK_FIELDS``)."""
+    """What keeps a JSON object from being a job's record, in words (None: nothing): it needs a
+    block with :data:`RECORD_PROVENANCE` and a result beside it; a sidecar, the whole block
+    (``provenance.BLOCK_FIELDS``)."""
     prov = provenance_of(record)
     missing = [k for k in RECORD_PROVENANCE if not prov.get(k)]
     if missing:
@@ -126,13 +104,11 @@ def config_changes(
     """Why a finished job is stale: the changed keys (``where.key old -> new``) between the slice
     its record holds (``old``) and the slice now; [] when equal or nothing was recorded.
 
-    ``where``: the config path of the slice, or, for a slice gathered from several places (a
-    variant's params: defaults and overrides), a map of the slice's dotted keys to the config
-    path that sets each now (the longest key that prefixes a change names it; ``""`` the rest).
-    ``inherited``: the keys the job's own place does not set now (a variant's key taken from the
-    defaults), each mapped to its path on that place: a change of one is named there, ``(now set
-    by <where>)`` after it. A recorded slice cannot tell an edit of the defaults from the
-    variant's own key removed; naming the defaults alone was wrong in the second case.
+    ``where``: the slice's config path, or for a slice gathered from several places a map of its
+    dotted keys to the path that sets each now (the longest prefix of a change names it).
+    ``inherited``: keys the job's own place does not set now, each mapped to its path there; a
+    change of one is named there, ``(now set by <where>)`` after it, since a recorded slice
+    cannot tell an edit of the defaults from the variant's own key removed.
     """
     if old is None:
         return []
@@ -158,8 +134,8 @@ def _located(change: str, where: Mapping[str, str], inherited: Mapping[str, str]
 
 
 def benchmark_seconds(path: str | os.PathLike | None) -> float | None:
-    """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (TSV,
-    or JSON lines for ``.jsonl``; one row per run Snakemake measured); None when absent, empty or
+    """Wall seconds of one run of the job: the mean ``s`` over the rows of its benchmark file (TSV
+    or ``.jsonl``; ``repeat(path, n)`` measures the job n times); None when absent, empty or
     unreadable."""
     try:
         with open(path, newline="") as f:
