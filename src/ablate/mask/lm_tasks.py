@@ -1,9 +1,12 @@
-"""lm-eval task objects for an evaluation: local task YAMLs and tasks loaded by name.
+"""lm-eval task objects for an evaluation: local task YAMLs (their data files resolved), tasks
+loaded by name (local first, then lm-eval's index) with close matches for an unknown one, a
+task's hub dataset loaded at its pinned commit, and each local doc checked for a valid gold
+answer before it is scored.
 
-A local task's paths are resolved against its YAML's folder and the tasks load in an empty working
-directory, so datasets reads no local file outside :func:`data_file_list` (the evaluations'
-declared inputs). datasets caches a local file by path and mtime, not bytes: a local task loads
-through a fresh cache, its files hashed before and after, so the record names the bytes read.
+Local paths resolve against the YAML's folder and the tasks load in an empty working directory,
+so datasets reads no local file outside :func:`data_file_list` (the evaluations' declared
+inputs). datasets caches a local file by path and mtime, not bytes: a local task loads through a
+fresh cache, its files hashed before and after, so the record names the bytes read.
 """
 
 from __future__ import annotations

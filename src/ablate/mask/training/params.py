@@ -1,6 +1,7 @@
-"""The mask study's training params, :class:`MaskParams`: the core's
-(:mod:`ablate.core.training.params`) with the study's keys and the leakage probe's (for a finetune
-that runs the probe itself; the pipeline runs it as its own rule)."""
+"""The mask study's training params, :class:`MaskParams`: the core's ``finetune_params`` /
+``pretrain_params`` (:mod:`ablate.core.training.params`) with the study's keys, and the leakage
+probe's, which a finetune that runs the probe itself takes (``ablate train`` without
+``--probe-result``; the pipeline runs the probe as its own rule)."""
 
 from __future__ import annotations
 
