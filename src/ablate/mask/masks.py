@@ -66,11 +66,6 @@ def _is_sliding(config, layer_type: str | None) -> bool:
     return bool(getattr(config, "sliding_window", None))
 
 
-def _has_sliding_layers(config) -> bool:
-    layer_types = getattr(config, "layer_types", None) or [None]
-    return any(_is_sliding(config, lt) for lt in layer_types)
-
-
 def by_layer_type(config, build):
     """``build(sliding)`` per layer type: one mask, or a dict by type for configs that alternate
     full and sliding-window layers (``config.layer_types``), which is what their forwards accept."""
@@ -182,11 +177,8 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
 def install_backend_check(model: Any) -> None:
     """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
     decoder with the same kwargs)."""
-    targets = [model]
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if isinstance(decoder, torch.nn.Module) and decoder is not model:
-        targets.append(decoder)
-    for m in targets:
+    for m in (model, decoder):  # a decoder that is the model itself: hooked once
         if isinstance(m, torch.nn.Module) and not getattr(m, "_ablate_backend_check", False):
             m.register_forward_pre_hook(_check_built_for, with_kwargs=True)
             m._ablate_backend_check = True
@@ -236,14 +228,17 @@ def policy_forward_kwargs(
             f"{input_ids.shape[0]} rows"
         )
     _check_prompt_lengths(attention_mask, prompt_lengths)
-    impl = hf.attn_implementation(text_config(model))
+    config = text_config(model)
+    impl = hf.attn_implementation(config)
     if impl is not None:
         install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl
     if (
         impl == PREFIX_SDPA
         and past_key_values is None
-        and not _has_sliding_layers(text_config(model))
+        and not any(
+            _is_sliding(config, lt) for lt in getattr(config, "layer_types", None) or [None]
+        )
         and _right_padded(attention_mask)
     ):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
