@@ -45,12 +45,6 @@ def _resolve_data_files(files, base: Path, yaml_path: Path):
     return str(path.resolve())
 
 
-def _path_like(value: str) -> bool:
-    """Whether a ``dataset_path`` is written as a path (a bare word is a datasets builder such as
-    ``json``, or a hub id)."""
-    return "/" in value or value.startswith((".", "~"))
-
-
 def _local_folder(value: str, base: Path) -> Path:
     path = Path(os.path.expanduser(value))
     return (path if path.is_absolute() else base / path).resolve()
@@ -65,7 +59,8 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
         raise TaskFileError(f"task config {yaml_path}: dataset_kwargs is not a mapping")
     kwargs = dict(cfg.get("dataset_kwargs") or {})
     source = cfg.get("dataset_path")
-    local_source = isinstance(source, str) and _path_like(source)
+    # written as a path (a bare word is a datasets builder such as json, or a hub id)
+    local_source = isinstance(source, str) and ("/" in source or source.startswith((".", "~")))
     if local_source and _local_folder(source, base).is_dir():
         cfg["dataset_path"] = str(_local_folder(source, base))
         base = Path(cfg["dataset_path"], kwargs.get("data_dir") or "")
