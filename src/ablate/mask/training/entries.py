@@ -79,20 +79,6 @@ def _sft_pairs(data, model_path, revision, p: MaskParams):
     return tokenizer, train_pairs, eval_pairs
 
 
-def _load_model(model_path, revision, p: MaskParams):
-    """The model to finetune, in its training dtype and attention, on the GPU when there is one."""
-    from ablate.core.models.modeling import load_causal_lm
-
-    return load_causal_lm(
-        model_path,
-        revision=revision,
-        dtype=model_dtype(p),
-        attn_implementation=p.attn_implementation,
-        device="cuda" if torch.cuda.is_available() else None,
-        config_check=families.check_config,  # a family the mask audit has not proven: refused
-    )
-
-
 def finetune(
     spec: FinetuneSpec,
     *,
@@ -121,8 +107,17 @@ def finetune(
         f"loading {model_path}",
         flush=True,
     )
+    from ablate.core.models.modeling import load_causal_lm
+
     with phases("load_model"):  # the manifest's hashes checked while the weights load
-        model = _load_model(model_path, revision, p)
+        model = load_causal_lm(
+            model_path,
+            revision=revision,
+            dtype=model_dtype(p),
+            attn_implementation=p.attn_implementation,
+            device="cuda" if torch.cuda.is_available() else None,
+            config_check=families.check_config,  # a family the mask audit has not proven: refused
+        )
     if probe_result is None:  # none given: the gate probes the model on held-out pairs
         with phases("leakage_gate"):
             verdict = gate.check(
