@@ -271,10 +271,7 @@ def score_requests(
         else:
             rows_sorted = sorted(rows, key=lambda r: -len(r.inp))
             for batch in _batches(
-                rows_sorted,
-                lambda b: len(b) * len(b[0].inp),
-                max_batch_tokens,
-                max_batch_rows,
+                rows_sorted, lambda b: len(b) * len(b[0].inp), max_batch_tokens, max_batch_rows
             ):
                 _flat_batch(body, score, batch, policy, results, device)
                 bar.update(len(batch))
