@@ -40,8 +40,7 @@ def _load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
 
 
 def _picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
-    """Per item: the gold choice's text, the choice the headline metric picked, its text and
-    log-likelihood (indexed by task, doc_id)."""
+    """Per item: the gold choice's text and the headline metric's pick, its text and ll."""
     rows = []
     for task, result in metrics["tasks"].items():
         docs = samples[samples["task"] == task]

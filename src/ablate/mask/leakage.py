@@ -80,8 +80,7 @@ class _Totals:
 
 
 def _probe_batch(model, batch, policy: str, vocab: int, totals: _Totals) -> None:
-    """Add one batch to ``totals``: its response losses under causal and under ``policy``, and how
-    far they move when only each row's last token changes."""
+    """Add one batch's losses and future dependence to ``totals``."""
     ids, mask, labels, lengths = batch
     nll_c = _token_nll(model, ids, mask, labels, lengths, "causal")
     nll_p = nll_c if policy == "causal" else _token_nll(model, ids, mask, labels, lengths, policy)
@@ -206,8 +205,7 @@ def run_probe(
     revision: str | None = None,
     tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    """Probe ``model`` on the first ``spec.n_pairs`` rows of ``data``; write the result with a
-    provenance block to ``out`` (JSON) and return it."""
+    """Probe ``model`` on ``data``'s first pairs; write the result (JSON) to ``out``."""
     from ablate.core.models import modeling
     from ablate.core.outputs import provenance
     from ablate.core.outputs.phases import Phases

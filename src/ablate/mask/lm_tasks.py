@@ -218,10 +218,9 @@ def _sha256s(files: list[str]) -> dict[str, str]:
 
 
 def _fresh_cache(cfg: dict[str, Any], cache: Path) -> dict[str, Any]:
-    """``cfg`` loading its local data in memory through the empty datasets cache ``cache``; a
-    task of hub data unchanged (its cache is keyed by the pinned commit)."""
+    """``cfg`` loading its local data in memory through the empty datasets ``cache``."""
     if not data_file_list(cfg):
-        return cfg
+        return cfg  # hub data: its cache is keyed by the pinned commit
     kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": str(cache), "keep_in_memory": True}
     return {**cfg, "dataset_kwargs": kwargs}
 
@@ -269,8 +268,7 @@ def data_file_list(cfg: dict) -> list[str]:
 
 
 def _folder_files(folder: Path) -> list[str]:
-    """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
-    of the name starting with "." or "__", as datasets skips them)."""
+    """A folder's files that datasets reads: not hidden ones (a part starting . or __)."""
     return [
         str(p)
         for p in sorted(folder.rglob("*"))

@@ -134,8 +134,7 @@ def prefix_lm_mask(
 
 
 def _right_padded(attention_mask: torch.Tensor) -> bool:
-    """Every row is its real tokens followed by pads (or no pads at all); read off the mask (on
-    a GPU, one host-device sync)."""
+    """Every row is its real tokens, then pads; read off the mask (one host sync)."""
     am = attention_mask.bool()
     return bool(am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all())
 
@@ -175,8 +174,7 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
 
 
 def install_backend_check(model: Any) -> None:
-    """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
-    decoder with the same kwargs)."""
+    """Hook :func:`_check_built_for` once onto ``model`` and its decoder."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
     for m in (model, decoder):  # a decoder that is the model itself: hooked once
         if isinstance(m, torch.nn.Module) and not getattr(m, "_ablate_backend_check", False):

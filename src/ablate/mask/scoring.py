@@ -36,8 +36,7 @@ class _Row:
 def prepare(
     requests: Sequence[Request], max_length: int, whole_continuation: bool = False
 ) -> list[_Row]:
-    """Apply lm-eval's truncation and split every request into input row and targets; with
-    ``whole_continuation`` the row keeps the continuation's last token (module docstring)."""
+    """lm-eval's truncation, each request split into input row and targets."""
     rows = []
     for i, (ctx, cont) in enumerate(requests):
         ctx, cont = list(ctx), list(cont)
@@ -150,8 +149,7 @@ def _padded(seqs: list, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]
 
 
 def _score_at(hidden, picks: list[tuple[int, int, int, int]], score, results) -> None:
-    """Score the positions ``picks`` (batch row, column, target token, request index) of
-    ``hidden`` into ``results``."""
+    """Score the ``picks`` (batch row, column, target, request index) of ``hidden``."""
     b_idx, t_idx, targets, owners = zip(*picks)
     device = hidden.device
     at = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]

@@ -121,8 +121,7 @@ def pinned(source: str, results: str | os.PathLike | None) -> str:
 
 
 def load_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
-    """Rows from a local ``.jsonl`` file, or a datasets id (e.g. ``yahma/alpaca-cleaned``, or
-    ``<id>@<revision>`` as :func:`pinned` writes it)."""
+    """Rows from a local ``.jsonl`` file, or a datasets id (``<id>@<revision>`` too)."""
     path = Path(source)
     if is_local(source):
         if not path.exists():

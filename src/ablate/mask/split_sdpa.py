@@ -29,8 +29,7 @@ class BackendMismatchError(RuntimeError):
 
 @lru_cache(maxsize=64)
 def prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
-    """Flat (row * width + position) index of every prompt token, built once per batch for all
-    layers (also bench/bench_masks.py's)."""
+    """Flat (row * width + position) index of every prompt token, for all layers."""
     idx = [b * width + t for b, p in enumerate(lengths) for t in range(p)]
     return torch.tensor(idx, dtype=torch.long, device=device)
 

@@ -38,8 +38,7 @@ def _cache_file(cache: str | os.PathLike | None) -> Path:
 
 
 def _cached(path: Path) -> dict[str, dict[str, Any] | None] | None:
-    """The index in the cache file ``path``; None where there is none (or an older cache's list
-    of names)."""
+    """The index in the cache file ``path``; None where there is none (or an older cache)."""
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -75,8 +74,7 @@ def _with_original_tasks(index: dict[str, dict[str, Any] | None]) -> dict[str, A
 
 
 def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]:
-    """Every task, group and tag name lm-eval's TaskManager knows (:func:`_index`), and the
-    original study's tasks."""
+    """Every task, group and tag name lm-eval knows, and the original study's tasks."""
     return frozenset(_with_original_tasks(_index(cache)))
 
 

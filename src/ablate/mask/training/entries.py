@@ -171,8 +171,7 @@ def pretrain(
     config_slice: Any = None,
     family: str = "ministral3",
 ) -> dict[str, Any]:
-    """Causal pretraining of a fresh tiny model of ``family`` (``tiny_config(family, **arch)``) on
-    ``corpus``."""
+    """Causal pretraining of a fresh tiny model of ``family`` on ``corpus``."""
     from ablate.core.models.modeling import load_tokenizer
     from ablate.mask import tiny
 

@@ -113,8 +113,7 @@ def _same_example(seq_ids: torch.Tensor):
 
 
 def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last index of the run of equal values of ``x`` (rows, width) around each
-    position."""
+    """First and last index of the run of equal values of ``x`` around each position."""
     idx = torch.arange(x.shape[-1], device=x.device).expand_as(x)
     starts = torch.ones_like(x, dtype=torch.bool)
     starts[:, 1:] = x[:, 1:] != x[:, :-1]
@@ -156,8 +155,7 @@ def key_spans(
 
 
 def _span_block_mask(batch: dict[str, torch.Tensor], policy: str, window: int | None):
-    """flex_attention's ``BlockMask`` of :func:`key_spans` (built compiled, as HF builds its own:
-    no dense rows x width x width mask)."""
+    """flex_attention's ``BlockMask`` of :func:`key_spans` (no dense mask)."""
     from torch.nn.attention import flex_attention
 
     lo, hi = key_spans(batch, policy, window)
@@ -193,8 +191,7 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
 
 
 def composed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
-    """:func:`packed_mask` through transformers' mask builders, whatever the backend (the eager
-    and sdpa one; for flex_attention the composed twin of :func:`key_spans`)."""
+    """:func:`packed_mask` through transformers' mask builders, whatever the backend."""
     config = masks.text_config(model_or_config)
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)

@@ -57,8 +57,7 @@ def resolve_params(params: dict | None, kind: str) -> MaskParams:
 
 
 def check_params(params: dict[str, Any], kind: str) -> MaskParams:
-    """:func:`ablate.core.training.params.check_params` over :func:`params_schema`; the probe
-    keys may be absent."""
+    """:func:`ablate.core.training.params.check_params`, the probe keys optional."""
     return core_params.check_params(
         params, kind, params_schema(kind), tuple(PROBE_PARAMS), MaskParams
     )
