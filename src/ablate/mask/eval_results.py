@@ -36,8 +36,7 @@ SAMPLE_COLUMNS = (
 def _sample_rows(
     task_name: str, task, samples: list[dict], continuation_tokens: dict[tuple[str, str], int]
 ) -> list[dict[str, Any]]:
-    """One row per (doc, choice): what lm-eval scored, enough to recompute any metric
-    (``continuation_tokens``: :attr:`ablate.mask.policy_lm.MaskPolicyLM.continuation_tokens`)."""
+    """One row per (doc, choice): what lm-eval scored, enough to recompute any metric."""
     import numpy as np
 
     rows = []

@@ -90,8 +90,7 @@ def same_data_error(fa: Path, ma: dict, fb: Path, mb: dict, task: str) -> str | 
 def compare(
     a: str | Path, b: str | Path, tasks: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the flipped items, the counts per task) of evaluations ``a`` and ``b`` over the tasks both
-    scored (and in ``tasks``, None: all)."""
+    """The flipped items and the counts per task of evaluations ``a`` and ``b``."""
     ma, sa, fa = _load_eval(a)
     mb, sb, fb = _load_eval(b)
     common = sorted(set(ma["tasks"]) & set(mb["tasks"]) & set(tasks or ma["tasks"]))

@@ -47,8 +47,7 @@ def _cached(path: Path) -> dict[str, dict[str, Any] | None] | None:
 
 
 def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] | None]:
-    """Task, group and tag name -> its hub dataset (:func:`_dataset_of`), from the cache (else
-    built and written there, an unwritable cache skipped)."""
+    """Task, group and tag name -> its hub dataset, from the cache (else built and cached)."""
     from ablate.core.outputs.io import write_json
 
     path = _cache_file(cache)

@@ -170,8 +170,7 @@ def _span_block_mask(batch: dict[str, torch.Tensor], policy: str, window: int | 
 
 
 def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
-    """The attention mask of a packed batch under ``policy``, in the backend's format (a dict by
-    layer type for configs that alternate full and sliding-window layers)."""
+    """The attention mask of a packed batch under ``policy``, in the backend's format."""
     masks.check_policy(policy)
     config = masks.text_config(model_or_config)
     impl = hf.attn_implementation(config)
@@ -238,8 +237,7 @@ def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: st
 
 
 def masked_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], mask) -> dict:
-    """kwargs for ``model(**kw)`` that run a packed batch under ``mask``, a mask built for the
-    model's attention backend (:func:`packed_mask` or :func:`composed_mask`)."""
+    """kwargs for ``model(**kw)`` that run a packed batch under ``mask`` (the backend's)."""
     # the mask is in this backend's format: refuse it under another (as masks does)
     masks.install_backend_check(model)
     return {
