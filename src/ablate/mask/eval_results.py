@@ -36,9 +36,7 @@ SAMPLE_COLUMNS = (
 def _sample_rows(
     task_name: str, task, samples: list[dict], continuation_tokens: dict[tuple[str, str], int]
 ) -> list[dict[str, Any]]:
-    """One row per (doc, choice): what lm-eval scored, enough to recompute any metric.
-    ``continuation_tokens``: each request's (context, continuation) -> its continuation's token
-    count, as the model scored it (:attr:`ablate.mask.policy_lm.MaskPolicyLM.continuation_tokens`)."""
+    """One row per (doc, choice): what lm-eval scored, enough to recompute any metric."""
     import numpy as np
 
     rows = []
@@ -92,8 +90,7 @@ def _metric(res: dict, name: str) -> tuple[float | None, float | None]:
 
 
 def _acc_tokens(rows: list[dict[str, Any]]) -> tuple[float | None, float | None]:
-    """acc_tokens and its standard error (lm-eval's, of a mean) over the docs; None where a doc
-    has several gold answers."""
+    """acc_tokens and lm-eval's standard error of it; None where a doc has several gold answers."""
     from lm_eval.api.metrics import mean, mean_stderr
 
     per_doc = {r["doc_id"]: r["acc_tokens"] for r in rows}
@@ -112,8 +109,7 @@ def task_result(
     continuation_tokens: dict[tuple[str, str], int],
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One task's metrics.json entry and its sample rows. ``headline``: the metric reported as
-    ``score`` (one name, or task -> name); default acc_norm where the task has it, else acc.
-    ``continuation_tokens``: as :func:`_sample_rows` takes it."""
+    ``score`` (one name, or task -> name; None: acc_norm where the task has it, else acc)."""
     import pandas as pd
 
     rows = _sample_rows(name, task, samples, continuation_tokens)

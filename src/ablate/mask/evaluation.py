@@ -1,13 +1,7 @@
 """Zero-shot multiple-choice evaluation under a mask policy, through lm-evaluation-harness.
 
-Stages 1, 2 and 4 are this one job: score lm-eval tasks (real ones by name, or the embedded
-ones from local YAMLs) with a model running under ``causal``, ``prefill_bidir`` or
-``prefix_bidir``, and write ``metrics.json`` + ``samples.parquet`` (docs/evaluation.md).
-
-The pieces: the tasks (:mod:`ablate.mask.lm_tasks`), the model scoring under the policy
-(:class:`ablate.mask.policy_lm.MaskPolicyLM`, registered with lm-eval as ``maskpolicy-hf`` when
-this module is imported), the per-task results (:mod:`ablate.mask.eval_results`); here the job
-that runs them and writes its record, and its command line (``ablate eval``).
+Stages 1, 2 and 4: score lm-eval tasks (by name, or local YAMLs) under a policy and write
+``metrics.json`` + ``samples.parquet`` (docs/evaluation.md); ``ablate eval`` is :func:`main`.
 """
 
 from __future__ import annotations
@@ -60,16 +54,6 @@ def _run_lm_eval(lm, task_objs, tasks, task_manager, samples_idx, bootstrap_iter
             torch_random_seed=seed,
             fewshot_random_seed=seed,
         )
-
-
-def _model_block(model: str | os.PathLike, model_id: str | None, revision: str | None) -> dict:
-    """The record's ``model``: the resolved local path (None for a hub id), its id, revision."""
-    local_path = Path(model)
-    return {
-        "path": str(local_path.resolve()) if local_path.exists() else None,
-        "id": model_id or str(model),
-        "revision": revision,
-    }
 
 
 def _task_digests(read: dict[str, dict[str, str]]) -> dict[str, str]:
@@ -145,21 +129,12 @@ def _metrics(
 
 @dataclass(frozen=True)
 class EvalSpec:
-    """An evaluation's config slice (config ``mask.eval``: the job's ``Job.config``), one field per
-    key: ``tasks`` (each ``{name, metric, limit}``: the headline metric, None: ``acc_norm`` where
-    the task has it, else ``acc``; the first ``limit`` docs, None: all), the scorer's ``dtype``,
-    ``max_batch_tokens`` and ``share_contexts``, lm-eval's ``bootstrap_iters`` and ``seed``, the
-    ``protocol`` (how a request becomes a scored row: :data:`ablate.mask.policy_lm.PROTOCOLS`),
-    ``softmax_dtype`` (:data:`ablate.mask.policy_lm.SOFTMAX_DTYPES`; None: float32, its default,
-    which a slice leaves out: :data:`ablate.mask.layout.LATE_EVAL_KEYS`), the pipeline's
-    ``ablated_policy`` (not read here), and for hub tasks ``datasets`` (task -> its hub dataset
-    pinned to a commit, ``{path, name, revision}``: :func:`ablate.mask.tasks.pinned_datasets`,
-    loaded at that commit; None for the embedded tasks), ``task_dirs`` (the user's own task
-    YAMLs' folders, loaded with the ``task_dirs`` :func:`evaluate` is given; None: none).
-    ``device`` (None: a GPU when there is one) is the command line's, not a config key.
-
-    The pipeline builds it from the job's slice (``EvalSpec(**slice)``: defaults filled in when
-    the config was parsed); a library caller with :meth:`parse`."""
+    """An evaluation's config slice (config ``mask.eval``), one field per key. A task is
+    ``{name, metric, limit}`` (metric None: ``acc_norm`` where the task has it, else ``acc``;
+    limit None: all docs); ``softmax_dtype`` None is float32, left out of a slice
+    (:data:`ablate.mask.layout.LATE_EVAL_KEYS`); ``datasets``: task -> its hub dataset pinned to a
+    commit (:func:`ablate.mask.tasks.pinned_datasets`); ``device`` is the command line's. The
+    pipeline builds it as ``EvalSpec(**slice)``, a library caller with :meth:`parse`."""
 
     tasks: list[dict[str, Any]]
     dtype: str
@@ -224,10 +199,8 @@ def evaluate(
     revision: str | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on ``spec.tasks`` under ``policy``; write metrics.json and
-    samples.parquet. ``task_dirs``: folders of task YAMLs loaded before lm-eval's tasks, and
-    ``spec.task_dirs`` after them. ``model_id`` labels the model in the record (default:
-    ``model``); ``revision`` pins a hub id. Returns the metrics.json content.
-    """
+    samples.parquet and return the former. ``task_dirs`` load before ``spec.task_dirs``;
+    ``model_id`` labels the model in the record (default: ``model``)."""
     tasks = [t["name"] for t in spec.tasks]
     limit = {t["name"]: t["limit"] for t in spec.tasks}
     headline = {t["name"]: t["metric"] for t in spec.tasks}
@@ -263,8 +236,11 @@ def evaluate(
         )
     phases.add("evaluate.score", lm.scoring_s)
     per_task, rows = _task_results(tasks, task_objs, res, headline, lm.continuation_tokens)
-    model_block = _model_block(model, model_id, revision)
-    run_config = spec.config_slice()
+    model_block = {  # path None for a hub id
+        "path": str(Path(model).resolve()) if Path(model).exists() else None,
+        "id": model_id or str(model),
+        "revision": revision,
+    }
     scorer = {
         "max_batch_tokens": spec.max_batch_tokens,
         "share_contexts": spec.share_contexts,
@@ -272,7 +248,7 @@ def evaluate(
         "device": str(lm.device),
     }
     metrics = _metrics(
-        policy, model_block, per_task, run_config, _inputs(model), read, scorer, phases
+        policy, model_block, per_task, spec.config_slice(), _inputs(model), read, scorer, phases
     )
     _write(Path(out_dir), metrics, rows, phases)
     return metrics

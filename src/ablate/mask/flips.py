@@ -2,13 +2,9 @@
 mask and without it, before and after a finetune), with the choices each one picked and their
 log-likelihoods, and the counts per task.
 
-An evaluation is its folder (``metrics.json`` + ``samples.parquet``, as ``ablate eval`` writes
-them) or its ``metrics.json``. An item is (task, doc_id); its correctness is the task's headline
-metric (:func:`ablate.mask.items.correctness`), and the choice it picked is that metric's
-prediction column in samples.parquet: ``acc`` -> ``predicted``, ``acc_norm`` ->
-``predicted_norm``, ``acc_tokens`` -> ``predicted_tokens`` (the metric's suffix). Items pair by
-doc_id, so both evaluations must have scored the same docs of a task: the same docs'
-fingerprint in their metrics.json (:func:`same_data_error`).
+An item is (task, doc_id), right or wrong by its task's headline metric; the choice it picked is
+that metric's prediction column (``acc_norm`` -> ``predicted_norm``). Items pair by doc_id, so
+both evaluations must have scored the same docs (:func:`same_data_error`).
 """
 
 from __future__ import annotations
@@ -44,8 +40,7 @@ def _load_eval(path: str | Path) -> tuple[dict, pd.DataFrame, Path]:
 
 
 def _picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
-    """Per item: the gold choice's text, the choice the headline metric picked, its text and
-    log-likelihood (indexed by task, doc_id)."""
+    """Per item: the gold choice's text and the headline metric's pick, its text and ll."""
     rows = []
     for task, result in metrics["tasks"].items():
         docs = samples[samples["task"] == task]
@@ -71,10 +66,9 @@ def _picks(metrics: dict, samples: pd.DataFrame) -> pd.DataFrame:
 
 
 def same_data_error(fa: Path, ma: dict, fb: Path, mb: dict, task: str) -> str | None:
-    """One line when evaluations ``a`` and ``b`` did not score the same docs of ``task``: their
-    metrics.json's ``fingerprint`` of it (each doc's id and content hash, as lm-eval hashed the
-    doc) differs, or one records none; None when they match. Items pair by doc_id, and a doc_id
-    of other data (another data file, hub revision or limit) is another question."""
+    """One line when evaluations ``a`` and ``b`` did not score the same docs of ``task`` (their
+    docs' ``fingerprint`` differs, or one records none), else None: a doc_id of other data is
+    another question."""
     ra, rb = ma["tasks"][task], mb["tasks"][task]
     for folder, r in ((fa, ra), (fb, rb)):
         if not r.get("fingerprint"):
@@ -96,9 +90,7 @@ def same_data_error(fa: Path, ma: dict, fb: Path, mb: dict, task: str) -> str | 
 def compare(
     a: str | Path, b: str | Path, tasks: list[str] | None = None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the flipped items, the counts per task) of evaluations ``a`` and ``b``, on the items both
-    scored; tasks of only one of them are left out, and so are those not in ``tasks`` (None:
-    all). FlipsError when a task's data differ (:func:`same_data_error`)."""
+    """The flipped items and the counts per task of evaluations ``a`` and ``b``."""
     ma, sa, fa = _load_eval(a)
     mb, sb, fb = _load_eval(b)
     common = sorted(set(ma["tasks"]) & set(mb["tasks"]) & set(tasks or ma["tasks"]))

@@ -1,8 +1,7 @@
 """Per-item correctness of one evaluation, from its metrics.json and samples.parquet.
 
-samples.parquet has one row per (task, doc_id, choice) with the doc's ``acc`` and ``acc_norm``
-(0/1, lm-eval's per-sample values); metrics.json names each task's headline metric. The item's
-correctness is its headline value, so the per-task mean equals the task's ``score`` (checked).
+An item's correctness is its doc's value (0/1) of its task's headline metric, so the per-task mean
+equals the task's ``score`` (checked).
 """
 
 from __future__ import annotations

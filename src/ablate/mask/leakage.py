@@ -1,22 +1,10 @@
 """Label-leakage probe: does a mask policy let response tokens see the labels they predict?
 
-Same weights, same prompt/response examples, response-token loss (token-weighted mean NLL) under
-``causal`` and under the policy. Two signals, either one flags leakage (the measurements behind
-each: docs/masks.md, "The leakage probe"):
-
-- **loss ratio** ``loss_policy / loss_causal < threshold``: the weights already read the future.
-  ``DEFAULT_THRESHOLD = 0.5`` sits between a leak-free policy (a causally trained model's
-  response loss moves by tens of percent at most, mostly upwards) and exploited leakage (towards
-  zero: the seed study's 0.07x), with a margin both ways.
-- **future dependence**: the last token of every row is replaced and the response losses at the
-  positions whose inputs and label are unchanged are recomputed; under a leak-free policy they
-  are identical, under a leaking one they move. This needs no trained weights: a small causally
-  trained model does not (yet) exploit a bidirectional view, its loss under ``prefill_bidir``
-  goes *up*, so the ratio alone would pass the policy that leaks in training.
-
-:func:`run_probe` loads the model and pairs, probes and writes the result with a provenance block
-(the pipeline's leakage_probe rule calls it); ``main(argv)`` is the ``ablate probe`` CLI over it,
-which exits 0 whenever it ran (the training gate reads ``leaks``).
+The response-token loss under ``causal`` and under the policy, same weights and pairs; a leak is a
+loss ratio below the threshold, or response losses that move when only a later token changes,
+which needs no trained weights: a causally trained model does not yet exploit a bidirectional
+view. The measurements behind both: docs/masks.md, "The leakage probe". ``ablate probe`` exits 0
+whenever it ran: the training gate reads ``leaks``.
 """
 
 from __future__ import annotations
@@ -50,9 +38,8 @@ class LeakageProbeError(ValueError):
 
 
 def _batch(pairs: list[TokenizedPair], device) -> tuple[torch.Tensor, ...]:
-    """The training collator's batch (right-padded, labels on response tokens only) on ``device``:
-    ids, padding mask, labels, prompt lengths. Padding is masked out: any pad id gives the same
-    losses."""
+    """The training collator's batch on ``device``: ids, padding mask, labels, prompt lengths
+    (pads are masked out: any pad id gives the same losses)."""
     b = PolicyCollator(pad_token_id=0)(
         [{"input_ids": p.input_ids, "prompt_length": p.prompt_length} for p in pairs]
     )
@@ -83,8 +70,7 @@ def _check_pairs(pairs: list[TokenizedPair]) -> None:
 
 @dataclass
 class _Totals:
-    """The probe's sums over batches: response-token losses under causal and the policy, their
-    token count, and the future-dependence evidence (largest change, positions checked)."""
+    """The probe's sums over batches."""
 
     causal: float = 0.0
     policy: float = 0.0
@@ -94,8 +80,7 @@ class _Totals:
 
 
 def _probe_batch(model, batch, policy: str, vocab: int, totals: _Totals) -> None:
-    """Add one batch to ``totals``: its response losses under causal and under ``policy``, and how
-    far they move when only each row's last token changes."""
+    """Add one batch's losses and future dependence to ``totals``."""
     ids, mask, labels, lengths = batch
     nll_c = _token_nll(model, ids, mask, labels, lengths, "causal")
     nll_p = nll_c if policy == "causal" else _token_nll(model, ids, mask, labels, lengths, policy)
@@ -126,14 +111,9 @@ def probe(
     batch_size: int = 8,
     dependence_tol: float = _DEFAULT_DEPENDENCE_TOL,
 ) -> dict[str, Any]:
-    """Response-token loss under ``causal`` vs ``policy`` on the same weights and pairs.
-
-    Returns ``{policy, loss_causal, loss_policy, ratio, threshold, leaks, n_examples,
-    n_response_tokens}`` plus the evidence behind ``leaks``: ``leaks_by_loss`` (ratio below
-    threshold), ``future_dependent`` (response losses change when only a later token changes;
-    ``None`` if no row has two response tokens), ``future_sensitivity`` (largest such change,
-    nats) and ``n_dependence_positions``.
-    """
+    """Response-token loss under ``causal`` vs ``policy`` on the same weights and pairs, and the
+    evidence behind ``leaks`` (docs/masks.md); ``future_dependent`` None: no row has two response
+    tokens."""
     masks.check_policy(policy)
     _check_pairs(pairs)
     device = next(model.parameters()).device
@@ -190,12 +170,9 @@ PROBE_KEYS = ("n_pairs", "max_seq_len", "batch_size", "dtype", "threshold")
 
 @dataclass(frozen=True)
 class ProbeSpec:
-    """A probe's config slice (config ``mask.leakage``), one field per key: the first
-    ``n_pairs`` rows, tokenized to ``max_seq_len``, in batches of ``batch_size``, the model in
-    ``dtype``; ``threshold`` None is :data:`DEFAULT_THRESHOLD`. ``device`` (None: cuda if
-    available, else cpu) and ``attn_implementation`` are the command line's, not config keys,
-    and not in the recorded slice. The pipeline builds it from the job's slice
-    (``ProbeSpec(**slice)``: defaults filled in when the config was parsed)."""
+    """A probe's config slice (config ``mask.leakage``), one field per key; ``threshold`` None is
+    :data:`DEFAULT_THRESHOLD`. ``device`` and ``attn_implementation`` are the command line's, not
+    in the recorded slice. The pipeline builds it as ``ProbeSpec(**slice)``."""
 
     n_pairs: int
     max_seq_len: int
@@ -228,10 +205,7 @@ def run_probe(
     revision: str | None = None,
     tokenizer: str | None = None,
 ) -> dict[str, Any]:
-    """Probe ``model`` (a directory or hub id at ``revision``) on the first ``spec.n_pairs``
-    Alpaca rows of ``data`` and write the result with a provenance block to ``out`` (JSON);
-    returns it. ``tokenizer`` None is the model's.
-    """
+    """Probe ``model`` on ``data``'s first pairs; write the result (JSON) to ``out``."""
     from ablate.core.models import modeling
     from ablate.core.outputs import provenance
     from ablate.core.outputs.phases import Phases
@@ -276,8 +250,7 @@ def run_probe(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``ablate probe``: :func:`run_probe` from a command line (defaults: the config schema's
-    ``mask.leakage`` section)."""
+    """``ablate probe``: :func:`run_probe` from a command line."""
     p = probe_parser()
     args = vars(p.parse_args(argv))
     args["n_pairs"] = args.pop("n")

@@ -3,13 +3,10 @@ loaded by name (local first, then lm-eval's index) with close matches for an unk
 task's hub dataset loaded at its pinned commit, and each local doc checked for a valid gold
 answer before it is scored.
 
-A local task reads its YAML and the data it names: ``dataset_kwargs.data_files``, the files of
-``dataset_kwargs.data_dir`` or of a local folder as ``dataset_path`` (:func:`data_file_list`, the
-evaluations' declared inputs). Every such path is relative to the YAML's folder and made absolute
-here, and the tasks load in an empty working directory, so datasets reads no local file that is
-not in that list. datasets' own cache of a local file is keyed by its path and mtime, not its
-bytes: a local task loads through a fresh cache each time (:func:`load_tasks`), and the sha256 of
-each file it read is taken before and after, so the record names the bytes that were read.
+Local paths resolve against the YAML's folder and the tasks load in an empty working directory,
+so datasets reads no local file outside :func:`data_file_list` (the evaluations' declared
+inputs). datasets caches a local file by path and mtime, not bytes: a local task loads through a
+fresh cache, its files hashed before and after, so the record names the bytes read.
 """
 
 from __future__ import annotations
@@ -48,30 +45,22 @@ def _resolve_data_files(files, base: Path, yaml_path: Path):
     return str(path.resolve())
 
 
-def _path_like(value: str) -> bool:
-    """Whether a ``dataset_path`` is written as a path (a bare word is a datasets builder such as
-    ``json``, or a hub id)."""
-    return "/" in value or value.startswith((".", "~"))
-
-
 def _local_folder(value: str, base: Path) -> Path:
     path = Path(os.path.expanduser(value))
     return (path if path.is_absolute() else base / path).resolve()
 
 
 def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
-    """``cfg`` with its local paths absolute, resolved against the YAML's folder: a
-    ``dataset_path`` written as a path that is a folder there, the ``data_dir`` of a datasets
-    builder (``json``, ...: a bare word; a local ``dataset_path``'s ``data_dir`` is inside it,
-    datasets' rule, and a hub dataset's in its repo), ``data_files`` (against a local
-    ``data_dir``, as datasets does). TaskFileError for a folder that would be read from the
-    working directory instead, or a builder's ``data_dir`` that is no folder."""
+    """``cfg`` with its local ``dataset_path``, a builder's ``data_dir`` and ``data_files`` absolute,
+    resolved against the YAML's folder as datasets resolves them. TaskFileError for a folder
+    that would be read from the working directory instead, or a ``data_dir`` that is no folder."""
     base = yaml_path.parent
     if not isinstance(cfg.get("dataset_kwargs") or {}, dict):
         raise TaskFileError(f"task config {yaml_path}: dataset_kwargs is not a mapping")
     kwargs = dict(cfg.get("dataset_kwargs") or {})
     source = cfg.get("dataset_path")
-    local_source = isinstance(source, str) and _path_like(source)
+    # written as a path (a bare word is a datasets builder such as json, or a hub id)
+    local_source = isinstance(source, str) and ("/" in source or source.startswith((".", "~")))
     if local_source and _local_folder(source, base).is_dir():
         cfg["dataset_path"] = str(_local_folder(source, base))
         base = Path(cfg["dataset_path"], kwargs.get("data_dir") or "")
@@ -99,8 +88,7 @@ def _with_local_paths(cfg: dict[str, Any], yaml_path: Path) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _LocalTask:
-    """A task of a local YAML: the YAML, the sha256 of the bytes of it that were parsed, and its
-    lm-eval config (every local path in it absolute: :func:`_with_local_paths`)."""
+    """A local YAML, the sha256 of its parsed bytes, its config (local paths absolute)."""
 
     yaml: Path
     yaml_sha256: str
@@ -108,11 +96,7 @@ class _LocalTask:
 
 
 def local_tasks(task_dir: str | os.PathLike) -> dict[str, _LocalTask]:
-    """Task name -> :class:`_LocalTask` for every ``*.yaml`` in ``task_dir``.
-
-    Local paths are resolved against the YAML's folder, so the task folder can move and the job
-    can run from any working directory.
-    """
+    """Task name -> :class:`_LocalTask` for every ``*.yaml`` in ``task_dir``."""
     d = Path(task_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"task folder {d} does not exist")
@@ -139,9 +123,8 @@ def local_tasks(task_dir: str | os.PathLike) -> dict[str, _LocalTask]:
 
 
 def pinned_config(tm, name: str, revision: str) -> dict[str, Any]:
-    """lm-eval's config of registered task ``name`` (its YAML, includes and functions resolved)
-    with ``dataset_kwargs.revision``, which lm-eval hands to ``datasets.load_dataset``. The whole
-    config: lm-eval reads a dict naming a task as that task's full config, not an override."""
+    """lm-eval's whole config of registered task ``name`` with ``dataset_kwargs.revision`` (a dict
+    naming a task is read as its full config, not an override)."""
     cfg = lmeval.load_task_yaml(tm.task_index[name].yaml_path)
     cfg["dataset_kwargs"] = {**(cfg.get("dataset_kwargs") or {}), "revision": revision}
     return cfg
@@ -154,18 +137,11 @@ def load_tasks(
     cached_index: Callable[[], frozenset[str] | None] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, str]], Any]:
     """lm-eval Task objects by name (local configs first), what the local tasks read (task ->
-    file -> the sha256 of the bytes read: its YAML first, then its data, :func:`data_file_list`),
-    and the TaskManager (hand it to ``simple_evaluate``, which otherwise builds the full index
-    again). A local task loads as the module doc says; a data file that changed meanwhile is a
-    TaskFileError naming it.
-
-    ``datasets``: task -> its hub dataset's pin (``revision``: the commit it loads,
-    :func:`ablate.mask.tasks.pinned_datasets`); a task without one loads what lm-eval names.
-    Raises :class:`TaskNotFoundError` naming unknown tasks (with close matches): from
-    ``cached_index()``, lm-eval's names where they are cached
-    (:func:`ablate.mask.tasks.cached_task_index`, which imports this module), before lm-eval's
-    TaskManager indexes every task YAML it ships (20 s on a CPU); else from that TaskManager.
-    """
+    file -> sha256, the YAML first), and the TaskManager (for ``simple_evaluate``, which would
+    otherwise index every task again). ``datasets``: task -> its hub pin
+    (:func:`ablate.mask.tasks.pinned_datasets`). Unknown tasks are a :class:`TaskNotFoundError`
+    with close matches, from ``cached_index()`` where lm-eval's names are cached: before the
+    TaskManager indexes every YAML lm-eval ships (20 s on a CPU)."""
     from lm_eval.tasks import TaskManager
 
     from ablate.mask import original_tasks
@@ -224,8 +200,7 @@ def load_tasks(
 
 
 def _unknown_tasks(unknown: list[str], known: list[str], local) -> TaskNotFoundError:
-    """The error naming the ``unknown`` tasks, each with its close matches among ``known``, and
-    the ``local`` tasks there are."""
+    """The error naming the ``unknown`` tasks with their close matches, and the ``local`` ones."""
     hints = {t: difflib.get_close_matches(t, known, n=3) for t in unknown}
     return TaskNotFoundError(
         "unknown task(s): "
@@ -243,11 +218,9 @@ def _sha256s(files: list[str]) -> dict[str, str]:
 
 
 def _fresh_cache(cfg: dict[str, Any], cache: Path) -> dict[str, Any]:
-    """``cfg`` loading its local data through the empty datasets cache ``cache``, held in
-    memory (the cache is removed once the tasks are loaded); a task of hub data unchanged (its
-    cache is keyed by the pinned commit)."""
+    """``cfg`` loading its local data in memory through the empty datasets ``cache``."""
     if not data_file_list(cfg):
-        return cfg
+        return cfg  # hub data: its cache is keyed by the pinned commit
     kwargs = {**(cfg.get("dataset_kwargs") or {}), "cache_dir": str(cache), "keep_in_memory": True}
     return {**cfg, "dataset_kwargs": kwargs}
 
@@ -278,9 +251,8 @@ def gold_index(task, doc, choices: list[str]) -> int:
 
 
 def data_file_list(cfg: dict) -> list[str]:
-    """Every local file a task's config (of :func:`local_tasks`: local paths absolute) reads
-    through datasets: its ``data_files``, and every file of a local ``dataset_path`` folder or of
-    a local ``data_dir`` (:func:`_folder_files`)."""
+    """Every local file a task's config (of :func:`local_tasks`) reads through datasets: its
+    ``data_files`` and the files of a local ``dataset_path`` or ``data_dir`` folder."""
     kwargs = cfg.get("dataset_kwargs") or {}
     files = kwargs.get("data_files") or []
     if isinstance(files, dict):
@@ -296,8 +268,7 @@ def data_file_list(cfg: dict) -> list[str]:
 
 
 def _folder_files(folder: Path) -> list[str]:
-    """The files datasets can read from a folder it is pointed at: all but hidden ones (a part
-    of the name starting with "." or "__", as datasets skips them)."""
+    """A folder's files that datasets reads: not hidden ones (a part starting . or __)."""
     return [
         str(p)
         for p in sorted(folder.rglob("*"))

@@ -1,31 +1,12 @@
 """Attention-mask policies for causal LMs, built through transformers' own masking functions.
 
-Every stage (evaluation, finetuning, the leakage probe) turns a batch into forward kwargs here, so
-the three policies (``causal``, ``prefill_bidir``, ``prefix_bidir``: what each lets a token see is
-:data:`ablate.mask.policies.POLICY_DESCRIPTIONS`) have exactly one definition.
-
-Why not hand-made masks: a boolean 4D mask is *added* to the scores under ``eager`` (True/False
-become +1/0), so it is silently ignored; and the seed's ``module.is_causal = False`` patch is a
-no-op as soon as a padded batch materialises a mask. Both traps are pinned by tests
-(tests/mask/test_mask_traps.py). Instead:
-
-- ``prefill_bidir`` uses the forward's own ``is_causal=False`` switch, which routes mask creation
-  to ``create_bidirectional_mask`` (or its sliding-window twin) for every backend.
-- ``prefix_bidir`` uses ``block_sequence_ids`` (0 on prompt tokens, -1 elsewhere: the
-  PaliGemma/Gemma3 prefix mechanism) in the matching ``create_*_mask`` function, which returns
-  the backend's own format (additive float for eager, bool/None for sdpa, BlockMask for flex).
-  Sliding-window layers keep their window: see :func:`prefix_lm_mask`.
-- :data:`PREFIX_SDPA` is an extra attention implementation (:mod:`ablate.mask.split_sdpa`,
-  registered with transformers' ``AttentionInterface`` on import) that equals ``sdpa`` except
-  for ``prefix_bidir`` on right-padded batches without a cache: there it runs one mask-free
-  (flash-eligible) causal call over the batch plus one non-causal call per row over its prompt
-  block, instead of a dense mask that rules out the flash kernels. Same audit, same numbers; see
-  docs/masks.md for when it pays.
-
-kwargs whose content depends on the backend (every multi-token ``prefix_bidir`` forward: a mask
-in the backend's format, or the split path's prompt lengths) carry the implementation they were
-built for; a forward pre-hook on the model refuses them under another one, so a
-``set_attn_implementation`` between building and running cannot silently drop the policy.
+Every stage turns a batch into forward kwargs here, so the three policies have one definition.
+No hand-made masks: eager adds a boolean 4D mask to the scores (silently ignored), and the seed's
+``module.is_causal = False`` patch is a no-op once a padded batch materialises a mask
+(tests/mask/test_mask_traps.py). How each policy is built, sliding windows and the split backend
+:data:`PREFIX_SDPA`: docs/masks.md. Backend-specific kwargs carry the implementation they were
+built for; a forward pre-hook refuses them under another, so a ``set_attn_implementation`` in
+between cannot silently drop the policy.
 """
 
 from __future__ import annotations
@@ -59,18 +40,14 @@ def check_policy(policy: str) -> str:
 
 
 def position_ids_from_mask(attention_mask: torch.Tensor) -> torch.Tensor:
-    """RoPE positions that ignore padding: the first real token of every row is position 0.
-
-    Needed for left padding (the models default to ``arange``); pads get 0 and are masked anyway.
-    """
+    """RoPE positions that ignore (left) padding: each row's first real token is position 0."""
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def prompt_token_mask(
     attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> torch.Tensor:
-    """True on the first ``prompt_lengths[b]`` non-pad tokens of each row (left or right
-    padding)."""
+    """True on the first ``prompt_lengths[b]`` non-pad tokens of each row."""
     pos = position_ids_from_mask(attention_mask)
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1, 1)
     return attention_mask.bool() & (pos < lengths)
@@ -87,11 +64,6 @@ def _is_sliding(config, layer_type: str | None) -> bool:
     if layer_type is not None:
         return layer_type in ("sliding_attention", "sliding_window")
     return bool(getattr(config, "sliding_window", None))
-
-
-def _has_sliding_layers(config) -> bool:
-    layer_types = getattr(config, "layer_types", None) or [None]
-    return any(_is_sliding(config, lt) for lt in layer_types)
 
 
 def by_layer_type(config, build):
@@ -126,17 +98,11 @@ def prefix_lm_mask(
     position_ids: torch.Tensor | None = None,
     past_key_values=None,
 ):
-    """The prefix-LM mask in the format the configured backend expects.
-
-    ``attention_mask`` is the 2D padding mask over all keys (cached ones included);
-    ``query_length`` is the number of new tokens (default: all of them, i.e. no cache).
-    Returns a single mask, or a dict keyed by layer type (:func:`by_layer_type`).
-
-    Sliding-window layers keep their window: HF's own ``block_sequence_ids`` overlay would let a
-    prompt token see the whole prompt through a windowed layer, so there the prompt block is
-    intersected with the window (``|q - kv| < window``), built as an ``or_mask_function`` of the
-    same ``create_sliding_window_causal_mask``.
-    """
+    """The prefix-LM mask in the configured backend's format (per layer type:
+    :func:`by_layer_type`). ``attention_mask``: the 2D padding mask over all keys, cached ones
+    included; ``query_length``: the new tokens (default: all). Sliding-window layers keep their
+    window (:func:`windowed_prompt_block`): HF's ``block_sequence_ids`` overlay would let a prompt
+    token see the whole prompt through them."""
     config = text_config(model_or_config)
     if position_ids is None:
         position_ids = position_ids_from_mask(attention_mask)
@@ -168,28 +134,16 @@ def prefix_lm_mask(
 
 
 def _right_padded(attention_mask: torch.Tensor) -> bool:
-    """Every row is its real tokens followed by pads (or no pads at all); read off the mask (on
-    a GPU, one host-device sync)."""
+    """Every row is its real tokens, then pads; read off the mask (one host sync)."""
     am = attention_mask.bool()
     return bool(am[:, 0].all() & (am[:, 1:] <= am[:, :-1]).all())
-
-
-def _uses_prefix_split(model, past_key_values, attention_mask) -> bool:
-    config = text_config(model)
-    return (
-        hf.attn_implementation(config) == PREFIX_SDPA
-        and past_key_values is None
-        and not _has_sliding_layers(config)
-        and _right_padded(attention_mask)
-    )
 
 
 def _check_prompt_lengths(
     attention_mask: torch.Tensor, prompt_lengths: torch.Tensor | Sequence[int]
 ) -> None:
-    """Each row's prompt fits in its real tokens: a longer one would make the prompt block of
-    the split backend (which trusts it) cover pad positions, so real tokens attend to pads (the
-    error names the row)."""
+    """Each row's prompt fits in its real tokens: else the split backend's prompt block (which
+    trusts it) would cover pads, and real tokens attend to them."""
     real = attention_mask.sum(-1)
     lengths = torch.as_tensor(prompt_lengths, device=attention_mask.device).view(-1)
     bad = (lengths > real) | (lengths < 0)
@@ -220,13 +174,9 @@ def _check_built_for(module: torch.nn.Module, args: tuple, kwargs: dict):
 
 
 def install_backend_check(model: Any) -> None:
-    """Hook :func:`_check_built_for` once onto ``model`` and its decoder (the fast paths call the
-    decoder with the same kwargs)."""
-    targets = [model]
+    """Hook :func:`_check_built_for` once onto ``model`` and its decoder."""
     decoder = model.get_decoder() if hasattr(model, "get_decoder") else None
-    if isinstance(decoder, torch.nn.Module) and decoder is not model:
-        targets.append(decoder)
-    for m in targets:
+    for m in (model, decoder):  # a decoder that is the model itself: hooked once
         if isinstance(m, torch.nn.Module) and not getattr(m, "_ablate_backend_check", False):
             m.register_forward_pre_hook(_check_built_for, with_kwargs=True)
             m._ablate_backend_check = True
@@ -243,17 +193,11 @@ def policy_forward_kwargs(
 ) -> dict[str, Any]:
     """kwargs for ``model(**kw)`` that run one forward under ``policy``.
 
-    ``attention_mask`` is the 2D padding mask (1 = real token), left or right padded.
-    ``prompt_lengths[b]`` is the number of non-pad prompt (context) tokens of row ``b``; it is
-    only read by ``prefix_bidir``. With a cache, pass ``past_key_values`` and the full-length 2D
-    mask; a single-token step is always left causal ("decode unchanged"). Under ``prefix_bidir``
-    right-padded rows take the split backend's mask-free path (read off the mask: one
-    host-device sync).
-    A prompt length above its row's real tokens is refused (the error names the row). Under
-    ``prefix_bidir`` the kwargs are only valid for the model's current attention implementation:
-    running them after ``set_attn_implementation`` to another raises
-    :class:`BackendMismatchError`.
-    """
+    ``attention_mask``: the 2D padding mask (left or right padded; with ``past_key_values``, over
+    all keys). ``prompt_lengths[b]``: the non-pad prompt tokens of row ``b``, read by
+    ``prefix_bidir`` only. A single-token step stays causal ("decode unchanged"). Under
+    ``prefix_bidir`` the kwargs hold only for the model's current attention implementation
+    (:class:`BackendMismatchError` after a ``set_attn_implementation``)."""
     check_policy(policy)
     if (
         attention_mask.shape[0] != input_ids.shape[0]
@@ -282,11 +226,19 @@ def policy_forward_kwargs(
             f"{input_ids.shape[0]} rows"
         )
     _check_prompt_lengths(attention_mask, prompt_lengths)
-    impl = hf.attn_implementation(text_config(model))
+    config = text_config(model)
+    impl = hf.attn_implementation(config)
     if impl is not None:
         install_backend_check(model)
         kw[BUILT_FOR_KWARG] = impl
-    if _uses_prefix_split(model, past_key_values, attention_mask):
+    if (
+        impl == PREFIX_SDPA
+        and past_key_values is None
+        and not any(
+            _is_sliding(config, lt) for lt in getattr(config, "layer_types", None) or [None]
+        )
+        and _right_padded(attention_mask)
+    ):
         # Right padding: real tokens never attend to the trailing pads under causal attention, so
         # the flash path needs no mask at all (pad positions get finite, unused outputs). arange
         # positions equal the mask's for real tokens and keep HF's packed-sequence detection off.

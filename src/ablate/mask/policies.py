@@ -1,6 +1,6 @@
 """The mask study's attention policies and the one wording of what each lets a token see (every
-help text and document uses it). Pure Python (no torch): the Snakefile, the command line and the
-model side (:mod:`ablate.mask.masks`) import it.
+help text and document uses it). Pure Python (no torch): the Snakefile and the command line import
+it too.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
 """The lm-eval model of the study: lm-eval's HF model scoring under a mask policy.
 
-:class:`MaskPolicyLM` is lm-eval's HF model with one change: ``_loglikelihood_tokens`` goes
-through :func:`ablate.mask.scoring.score_requests`, which knows every request's
-context/continuation boundary, builds the padding mask and position ids itself (stock lm-eval
-right-pads with token 0 and passes no mask) and applies the policy. Under ``causal`` it returns
-what stock lm-eval returns on the same model (tests/mask/test_evaluation.py). Importing this module
-registers it with lm-eval as ``maskpolicy-hf``.
-
-``protocol`` (config ``mask.eval.protocol``, :data:`PROTOCOLS`) says how a request becomes a row:
-lm-eval's (BOS prepended, the continuation's last token not in the row) or the original study's
-(``eval_mcq.py``: no BOS, the whole continuation in the forward). The original's prompt strings are
-its own tasks (:mod:`ablate.mask.original_tasks`), its length normalisation the ``acc_tokens``
-metric (:mod:`ablate.mask.eval_results`). ``softmax_dtype`` (config ``mask.eval.softmax_dtype``,
-:data:`SOFTMAX_DTYPES`) says in which dtype a token's log-probability is computed.
+:class:`MaskPolicyLM` scores through :func:`ablate.mask.scoring.score_requests`, which knows each
+request's context/continuation boundary and builds the padding mask and position ids itself (stock
+lm-eval right-pads with token 0 and passes no mask). Under ``causal`` it returns what stock lm-eval
+returns (tests/mask/test_evaluation.py). Importing this module registers it as ``maskpolicy-hf``.
 """
 
 from __future__ import annotations
@@ -47,13 +38,9 @@ SOFTMAX_DTYPES = ("float32", "model")
 class MaskPolicyLM(HFLM):
     """HFLM whose log-likelihoods are computed under ``mask_policy`` by the fast scorer.
 
-    ``pretrained`` is a model object or a path / hub id, loaded through
-    :func:`ablate.core.models.modeling.load_causal_lm` (which handles the Mistral3 VLM checkpoint).
-    ``max_batch_tokens`` bounds a scoring batch (padded tokens); ``share_contexts`` encodes a
-    context shared by several choices once (causal and prefix_bidir only); ``protocol`` a key of
-    :data:`PROTOCOLS`; ``softmax_dtype`` one of :data:`SOFTMAX_DTYPES` (None: ``float32``).
-    ``continuation_tokens`` maps each scored (context, continuation) to its
-    continuation's token count (the ``acc_tokens`` divisor).
+    ``pretrained``: a model object, or a path or hub id for
+    :func:`ablate.core.models.modeling.load_causal_lm`. ``continuation_tokens`` maps each scored
+    (context, continuation) to the continuation's token count (the ``acc_tokens`` divisor).
     """
 
     def __init__(

@@ -1,33 +1,12 @@
 """Fast batched log-likelihood scoring of (context, continuation) token pairs under a mask policy.
 
-Independent of lm-eval (the GPU benchmark needs only torch + transformers); lm-eval's
-``loglikelihood`` semantics are kept exactly: each request is left-truncated to
-``max_length + 1`` tokens and its last token dropped; the continuation's log-probability is the
-sum over its tokens, ``is_greedy`` says whether every continuation token is the argmax.
-With ``whole_continuation`` the row keeps that last token (the original study's evaluator fed
-context + the whole continuation to one forward; truncated to ``max_length``): the same scores
-under ``causal`` and ``prefix_bidir``, where no prediction sees the last token; under
-``prefill_bidir`` every continuation token, the last included, is visible to every prediction.
-Under ``prefix_bidir`` the context tokens in the input row are the bidirectional prefix; under
-``prefill_bidir`` the whole input row is bidirectional (so the continuation leaks, by design).
-
-Why it is fast, compared with one padded full forward + full-vocab log-softmax per batch:
-
-- length-sorted batches bounded by a token budget (little padding, large GEMMs);
-- the decoder body runs once per row and the lm_head + log-softmax run only on the hidden
-  states that predict continuation tokens (about a sixth of the positions of a typical
-  multiple-choice request, and the vocab-sized logits dominate memory traffic);
-- with ``share_contexts`` (causal and prefix_bidir only) a context shared by several
-  continuations is encoded once; its KV cache is expanded to the continuations, which then run
-  causally on top of it. Under prefix_bidir that is exact: context tokens never attend to the
-  continuation, and continuation tokens attend causally. Never under prefill_bidir, where the
-  context representations depend on the continuation.
-
-The log-softmax runs in fp32 (the head's logits upcast) and a continuation's token log-probs are
-summed in float64. With ``softmax_in_model_dtype`` it runs in the weights' dtype and each sum is
-rounded to that dtype, as the original study's evaluator (``eval_mcq.py``: ``log_softmax`` of the
-model's bf16 logits, summed by a bf16 tensor's ``sum``) and stock lm-eval's HF model (its
-``softmax_dtype`` unset) compute it; in fp32 weights the two are one computation.
+Independent of lm-eval (the GPU benchmark needs only torch + transformers), with its
+``loglikelihood`` semantics: lm-eval's truncation, the continuation's summed log-probability and
+``is_greedy``. ``whole_continuation`` keeps the continuation's last token in the row and
+``softmax_in_model_dtype`` takes the log-softmax and each sum in the weights' dtype, as the
+original study's ``eval_mcq.py`` did. ``share_contexts`` encodes a context once for all its
+continuations, exact only where the context never sees them (not under ``prefill_bidir``).
+What each policy sees and why it is fast: docs/evaluation.md.
 """
 
 from __future__ import annotations
@@ -57,8 +36,7 @@ class _Row:
 def prepare(
     requests: Sequence[Request], max_length: int, whole_continuation: bool = False
 ) -> list[_Row]:
-    """Apply lm-eval's truncation and split every request into input row and targets; with
-    ``whole_continuation`` the row keeps the continuation's last token (module docstring)."""
+    """lm-eval's truncation, each request split into input row and targets."""
     rows = []
     for i, (ctx, cont) in enumerate(requests):
         ctx, cont = list(ctx), list(cont)
@@ -133,7 +111,7 @@ class _Results:
         self.greedy = [True] * n
         self.round_to = round_to
 
-    def add(self, owners: list[int], logp: torch.Tensor, greedy: torch.Tensor):
+    def add(self, owners: Sequence[int], logp: torch.Tensor, greedy: torch.Tensor):
         for i, lp, g in zip(owners, logp.tolist(), greedy.tolist()):
             self.logp[i] += lp
             self.greedy[i] = self.greedy[i] and g
@@ -170,23 +148,27 @@ def _padded(seqs: list, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]
     return ids, am
 
 
+def _score_at(hidden, picks: list[tuple[int, int, int, int]], score, results) -> None:
+    """Score the ``picks`` (batch row, column, target, request index) of ``hidden``."""
+    b_idx, t_idx, targets, owners = zip(*picks)
+    device = hidden.device
+    at = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
+    logp, greedy = score(at, torch.tensor(targets, device=device))
+    results.add(owners, logp, greedy)
+
+
 def _flat_batch(body, score, rows: list[_Row], policy, results, device):
     """One padded forward of whole rows (any policy), scoring only continuation positions."""
     ids, am = _padded([r.inp for r in rows])
-    b_idx, t_idx, targets, owners = [], [], [], []
-    for b, r in enumerate(rows):
-        for k, tok in enumerate(r.targets):
-            b_idx.append(b)
-            t_idx.append(r.n_prompt - 1 + k)
-            targets.append(tok)
-            owners.append(r.index)
-    ids, am = ids.to(device), am.to(device)
     prompt_lengths = torch.tensor([r.n_prompt for r in rows], device=device)
-    kw = policy_forward_kwargs(body, ids, am, prompt_lengths, policy)
+    kw = policy_forward_kwargs(body, ids.to(device), am.to(device), prompt_lengths, policy)
     hidden = body(**kw, use_cache=False).last_hidden_state
-    sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = score(sel, torch.tensor(targets, device=device))
-    results.add(owners, logp, greedy)
+    picks = [
+        (b, r.n_prompt - 1 + k, tok, r.index)
+        for b, r in enumerate(rows)
+        for k, tok in enumerate(r.targets)
+    ]
+    _score_at(hidden, picks, score, results)
 
 
 def _shared_batch(body, score, groups, policy, results, device):
@@ -201,37 +183,19 @@ def _shared_batch(body, score, groups, policy, results, device):
     # The whole context row is the prompt: bidirectional under prefix_bidir, causal under causal.
     kw = policy_forward_kwargs(body, ids, am, ctx_lengths, policy)
     out = body(**kw, use_cache=True)
-    last = out.last_hidden_state[:, -1]  # [G, H]
-
-    first_g, first_t, first_owner = [], [], []
-    cont_rows: list[tuple[int, _Row]] = []
-    for g, (_, rows) in enumerate(groups):
-        for r in rows:
-            first_g.append(g)
-            first_t.append(r.targets[0])
-            first_owner.append(r.index)
-            if len(r.targets) > 1:
-                cont_rows.append((g, r))
-    logp, greedy = score(
-        last[torch.tensor(first_g, device=device)], torch.tensor(first_t, device=device)
-    )
-    results.add(first_owner, logp, greedy)
+    last = ids.shape[1] - 1
+    first = [(g, last, r.targets[0], r.index) for g, (_, rows) in enumerate(groups) for r in rows]
+    _score_at(out.last_hidden_state, first, score, results)
+    cont_rows = [(g, r) for g, (_, rows) in enumerate(groups) for r in rows if len(r.targets) > 1]
     if not cont_rows:
         return
 
+    group_index = torch.tensor([g for g, _ in cont_rows], device=device)
     cache = out.past_key_values
-    cache.reorder_cache(torch.tensor([g for g, _ in cont_rows], device=device))
+    cache.reorder_cache(group_index)
     q_ids, q_am = _padded(
         [r.inp[r.n_prompt : r.n_prompt + len(r.targets) - 1] for _, r in cont_rows]
     )
-    b_idx, t_idx, targets, owners = [], [], [], []
-    for b, (_, r) in enumerate(cont_rows):
-        for k in range(len(r.targets) - 1):
-            b_idx.append(b)
-            t_idx.append(k)
-            targets.append(r.targets[k + 1])
-            owners.append(r.index)
-    group_index = torch.tensor([g for g, _ in cont_rows], device=device)
     full_am = torch.cat([am[group_index], q_am.to(device)], dim=1)
     # Continuation tokens attend causally (to the whole context and earlier continuation
     # tokens) under both policies that may share contexts.
@@ -239,9 +203,12 @@ def _shared_batch(body, score, groups, policy, results, device):
         body, q_ids.to(device), full_am, None, "causal", past_key_values=cache
     )
     hidden = body(**kw, use_cache=True).last_hidden_state
-    sel = hidden[torch.tensor(b_idx, device=device), torch.tensor(t_idx, device=device)]
-    logp, greedy = score(sel, torch.tensor(targets, device=device))
-    results.add(owners, logp, greedy)
+    picks = [
+        (b, k, r.targets[k + 1], r.index)
+        for b, (_, r) in enumerate(cont_rows)
+        for k in range(len(r.targets) - 1)
+    ]
+    _score_at(hidden, picks, score, results)
 
 
 def score_requests(
@@ -258,15 +225,11 @@ def score_requests(
     progress: bool = False,
     desc: str = "scoring",
 ) -> list[tuple[float, bool]]:
-    """Score ``requests`` (context tokens, continuation tokens) with ``model`` under ``policy``;
-    ``whole_continuation``: the original study's rows, ``softmax_in_model_dtype``: its
-    log-softmax and sums in the weights' dtype (module docstring).
-
-    Returns per request ``(sum log-prob of the continuation, is_greedy)`` in request order.
-    ``max_length`` defaults to the model's ``max_position_embeddings``. A batch holds at most
-    ``max_batch_rows`` rows (with shared contexts: continuation rows, each holding a copy of its
-    context's KV cache) and at most ``max_batch_tokens`` padded tokens per forward.
-    """
+    """Per request (context tokens, continuation tokens), in order: ``(sum log-prob of the
+    continuation, is_greedy)`` under ``policy``. ``max_length`` defaults to the model's
+    ``max_position_embeddings``. A batch holds at most ``max_batch_rows`` rows (with shared
+    contexts: continuation rows, each holding a copy of its context's KV cache) and at most
+    ``max_batch_tokens`` padded tokens per forward."""
     from tqdm.auto import tqdm
 
     check_policy(policy)
@@ -302,14 +265,11 @@ def score_requests(
 
             for batch in _batches(groups, cost, max_batch_tokens, max_batch_rows, size=rows_of):
                 _shared_batch(body, score, batch, policy, results, device)
-                bar.update(sum(len(rs) for _, rs in batch))
+                bar.update(rows_of(batch))
         else:
             rows_sorted = sorted(rows, key=lambda r: -len(r.inp))
             for batch in _batches(
-                rows_sorted,
-                lambda b: len(b) * len(b[0].inp),
-                max_batch_tokens,
-                max_batch_rows,
+                rows_sorted, lambda b: len(b) * len(b[0].inp), max_batch_tokens, max_batch_rows
             ):
                 _flat_batch(body, score, batch, policy, results, device)
                 bar.update(len(batch))

@@ -1,13 +1,9 @@
 """Instruction/response pairs: loading, prompt formatting, tokenization with prompt lengths.
 
-Two row formats. Alpaca (yahma/alpaca-cleaned: ``instruction``, ``input``, ``output``), the real
-data, is put in a template, the SFT format (config ``mask.data.sft_format``, :data:`SFT_FORMATS`):
-``alpaca``, BOS + the Stanford Alpaca template (its preamble and ``### ...:`` headings), or
-``original``, the original study's (``finetune_sft.py``): the bare headings, fields stripped, no
-BOS. Plain (``prompt``, ``output``), the embedded world's, is a text and its continuation with no
-template whatever the format: the response is ``output`` as written (a leading space included),
-so prompt + output is the sentence the evaluation scores. Training, the leakage probe and the
-planner all read pairs through here.
+Alpaca rows (``instruction``, ``input``, ``output``) go into an SFT format's template
+(:data:`SFT_FORMATS`, docs/training.md). Plain rows (``prompt``, ``output``), the embedded world's,
+take no template: the response is ``output`` as written (a leading space included), so prompt +
+output is the sentence the evaluation scores.
 """
 
 from __future__ import annotations
@@ -113,10 +109,9 @@ def is_local(source: str | Path) -> bool:
 
 
 def pinned(source: str, results: str | os.PathLike | None) -> str:
-    """A hub dataset id as ``<id>@<commit>``: ``<id>`` (the ``main`` branch) or ``<id>@<branch or
-    tag>`` resolved to the commit it names, by the hub revisions' lock file in ``results``
-    (:func:`ablate.core.outputs.hub_revisions.resolve`), so the run cache's key and the provenance
-    name the data's commit, not a branch that moves. A local file is returned as it is."""
+    """A hub dataset id (``<id>`` or ``<id>@<branch or tag>``) as ``<id>@<commit>`` by the hub
+    revisions' lock in ``results``, so the run key names the data's commit, not a branch that
+    moves; a local file as it is."""
     if is_local(source):
         return source
     from ablate.core.outputs import hub_revisions
@@ -126,8 +121,7 @@ def pinned(source: str, results: str | os.PathLike | None) -> str:
 
 
 def load_rows(source: str | Path, split: str = "train") -> list[dict[str, Any]]:
-    """Rows from a local ``.jsonl`` file, or a datasets id (e.g. ``yahma/alpaca-cleaned``, or
-    ``<id>@<revision>`` as :func:`pinned` writes it)."""
+    """Rows from a local ``.jsonl`` file, or a datasets id (``<id>@<revision>`` too)."""
     path = Path(source)
     if is_local(source):
         if not path.exists():
@@ -164,10 +158,8 @@ def split_rows(
 
 def step_error(batch_size: int, grad_accum: int, train_rows: int, counted: str = "") -> str | None:
     """Why a finetune cannot take steps of ``batch_size x grad_accum`` examples from
-    ``train_rows`` rows: a step of more examples than there are rows holds rows twice (the loop
-    draws a step's examples from a stream of epochs), the gradient of one pass over them at
-    more cost, in micro-batches no memory may hold (1e8 rows); None when it fits. ``counted``:
-    how the rows were counted, said after their number."""
+    ``train_rows`` rows (a step would hold rows twice: the loop draws a step from a stream of
+    epochs), else None. ``counted``: how the rows were counted, said after their number."""
     per_step = batch_size * grad_accum
     if per_step <= train_rows:
         return None
@@ -202,9 +194,7 @@ def tokenize_rows(
 
 
 def length_stats(pairs: list[TokenizedPair], max_seq_len: int) -> dict[str, Any]:
-    """Token lengths of prepared pairs (what the planner forecasts a finetune from, in place of
-    ``max_seq_len`` per pair): count, mean, median, p90, max, prompt mean, and how many were cut
-    at ``max_seq_len``."""
+    """Token lengths of prepared pairs, which the planner forecasts a finetune from."""
     lens = sorted(len(p.input_ids) for p in pairs)
     if not lens:
         return {"n": 0, "max_seq_len": max_seq_len}

@@ -1,10 +1,8 @@
 """The split-sdpa attention implementation :data:`PREFIX_SDPA` (``"sdpa_prefix_split"``).
 
-``sdpa``, except for ``prefix_bidir`` on right-padded batches without a cache, which
-``masks.policy_forward_kwargs`` hands over as per-row prompt lengths (:data:`PROMPT_LENGTHS_KWARG`)
-and no mask: there it runs one mask-free causal call over the batch plus one non-causal call per
-row over its prompt block (docs/masks.md). Importing this module registers it with transformers
-(``ablate.core.models.modeling.load_causal_lm`` does, when asked for it).
+``sdpa``, except where ``masks.policy_forward_kwargs`` hands over per-row prompt lengths
+(:data:`PROMPT_LENGTHS_KWARG`) and no mask (docs/masks.md). Importing this module registers it
+with transformers.
 """
 
 from __future__ import annotations
@@ -31,9 +29,7 @@ class BackendMismatchError(RuntimeError):
 
 @lru_cache(maxsize=64)
 def prompt_token_index(lengths: tuple[int, ...], width: int, device: torch.device) -> torch.Tensor:
-    """Flat (row * width + position) index of every prompt token; built once per batch and
-    reused by all layers (lengths change per step, so the cache stays small). Also the index of
-    bench/bench_masks.py's packed-gather variant of this backend."""
+    """Flat (row * width + position) index of every prompt token, for all layers."""
     idx = [b * width + t for b, p in enumerate(lengths) for t in range(p)]
     return torch.tensor(idx, dtype=torch.long, device=device)
 
@@ -64,13 +60,9 @@ def _pack(outs) -> torch.Tensor:
 
 
 class _PromptBlockAttention(torch.autograd.Function):
-    """:func:`_prompt_blocks` packed as (sum p, H, D), with a lean backward.
-
-    Plain autograd over per-row slices of the (B, H, T, D) inputs makes the backward allocate a
-    full-size zero gradient per row and add them up; here each input gets one zero gradient
-    that the rows' gradients are written into. The per-row graphs are built once in forward
-    (no recomputation) and differentiated in backward.
-    """
+    """:func:`_prompt_blocks` packed as (sum p, H, D), with a lean backward: plain autograd over
+    per-row slices allocates a full-size zero gradient per row; here each input gets one, which
+    the rows' gradients (of the graphs built in forward) are written into."""
 
     @staticmethod
     def forward(ctx, query, key, value, lengths, scaling, enable_gqa):
@@ -100,15 +92,10 @@ def prefix_split_sdpa_attention(
     scaling: float | None = None,
     **kwargs,
 ) -> tuple[torch.Tensor, None]:
-    """Attention function of :data:`PREFIX_SDPA`: plain ``sdpa`` unless prompt lengths are given.
-
-    With prompt lengths (rows start at column 0), prefix-LM attention is causal attention for
-    response queries and full attention over the prompt block for prompt queries. So it is
-    computed exactly as one causal flash call over the whole batch plus one non-causal flash
-    call per row over that row's prompt block, whose outputs overwrite the prompt rows with one
-    ``index_copy``. The prompt queries' causal work is wasted, which is far cheaper than a dense
-    mask (which rules out the flash kernel). Dropout is not supported on this path.
-    """
+    """Attention function of :data:`PREFIX_SDPA`: plain ``sdpa`` unless prompt lengths are given
+    (rows starting at column 0). Then one causal flash call over the batch, whose prompt rows
+    are overwritten by one non-causal call per row over its prompt block: the prompt queries'
+    causal work is wasted, far cheaper than a dense mask that rules out flash. No dropout."""
     lengths = kwargs.pop(PROMPT_LENGTHS_KWARG, None)
     built_for = kwargs.pop(BUILT_FOR_KWARG, PREFIX_SDPA)  # set when no module hook consumed it
     if built_for != PREFIX_SDPA:

@@ -1,15 +1,10 @@
 """The evaluation's task names, checked when the config is parsed: a misspelled hub task must fail
 the dry run here, not the first evaluation on a rented GPU.
 
-lm-eval knows its tasks only by scanning its YAML files (TaskManager: seconds, tens of seconds on a
-busy machine), too slow for every parse of the Snakefile. The names are the same for one lm-eval
-version, so they are cached per version in ``$XDG_CACHE_HOME/ablate/`` (``~/.cache/ablate/``).
-No network: the index is built from the installed package.
-
-The index also holds each task's hub dataset (lm-eval's ``dataset_path``/``dataset_name``), so
-:func:`pinned_datasets` can pin every evaluated task's data to a commit through the hub revisions'
-lock (:mod:`ablate.core.outputs.hub_revisions`, as the SFT dataset and the bridge's data are): the
-evaluation's config slice, so its run cache key, its stale line and its record, name that commit.
+lm-eval knows its tasks only by scanning its YAMLs (seconds to tens of seconds), too slow for every
+parse of the Snakefile, so the index is cached per lm-eval version in ``$XDG_CACHE_HOME/ablate/``
+(built from the installed package, no network). It holds each task's hub dataset, which
+:func:`pinned_datasets` pins to a commit so the evaluation's run key and record name it.
 """
 
 from __future__ import annotations
@@ -27,8 +22,8 @@ from ablate.core.outputs.io import user_cache_dir as cache_dir
 
 
 def _dataset_of(entry: Any) -> dict[str, Any] | None:
-    """A YAML task's hub dataset (``path``, ``name``, the revision its YAML gives, else None); None
-    for a group, a tag, a Python-class task, files (``data_files``) or a local folder."""
+    """A YAML task's hub dataset (``path``, ``name``, its YAML's revision); None for a group, a
+    tag, a Python-class task, ``data_files`` or a local folder."""
     cfg = getattr(entry, "cfg", None) or {}
     path, kwargs = cfg.get("dataset_path"), cfg.get("dataset_kwargs") or {}
     if not path or "task" not in cfg or "class" in cfg or "data_files" in kwargs:
@@ -43,8 +38,7 @@ def _cache_file(cache: str | os.PathLike | None) -> Path:
 
 
 def _cached(path: Path) -> dict[str, dict[str, Any] | None] | None:
-    """The index in the cache file ``path``; None where there is none (or an older cache's list
-    of names)."""
+    """The index in the cache file ``path``; None where there is none (or an older cache)."""
     try:
         index = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -53,9 +47,7 @@ def _cached(path: Path) -> dict[str, dict[str, Any] | None] | None:
 
 
 def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] | None]:
-    """Task, group and tag name -> its hub dataset (:func:`_dataset_of`), from the cache when it
-    holds this lm-eval version's index (else built and written there; an unwritable cache is
-    skipped; an older cache's list of names is rebuilt)."""
+    """Task, group and tag name -> its hub dataset, from the cache (else built and cached)."""
     from ablate.core.outputs.io import write_json
 
     path = _cache_file(cache)
@@ -74,23 +66,20 @@ def _index(cache: str | os.PathLike | None = None) -> dict[str, dict[str, Any] |
 
 
 def _with_original_tasks(index: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-    """lm-eval's index and the original study's tasks this package ships
-    (:mod:`ablate.mask.original_tasks`), which lm-eval loads from their folder."""
+    """lm-eval's index and the original study's tasks (:mod:`ablate.mask.original_tasks`)."""
     from ablate.mask import original_tasks
 
     return {**index, **original_tasks.datasets()}
 
 
 def lm_eval_task_index(cache: str | os.PathLike | None = None) -> frozenset[str]:
-    """Every task, group and tag name lm-eval's TaskManager knows (:func:`_index`), and the
-    original study's tasks."""
+    """Every task, group and tag name lm-eval knows, and the original study's tasks."""
     return frozenset(_with_original_tasks(_index(cache)))
 
 
 def cached_task_index(cache: str | os.PathLike | None = None) -> frozenset[str] | None:
-    """:func:`lm_eval_task_index` where the cache holds this lm-eval version's index (read in
-    well under a second), else None: building it indexes every task YAML lm-eval ships (20 s on a CPU),
-    which a caller that builds lm-eval's TaskManager anyway should not do twice."""
+    """:func:`lm_eval_task_index` where the cache holds it, else None: a caller that builds
+    lm-eval's TaskManager anyway should not index every task YAML twice (20 s on a CPU)."""
     index = _cached(_cache_file(cache))
     return None if index is None else frozenset(_with_original_tasks(index))
 
@@ -98,9 +87,9 @@ def cached_task_index(cache: str | os.PathLike | None = None) -> frozenset[str] 
 def pinned_datasets(
     names: Iterable[str], results: str | os.PathLike | None
 ) -> dict[str, dict[str, Any]]:
-    """Each of the lm-eval tasks ``names`` that loads a hub dataset -> ``{path, name, revision}``,
-    its revision (its YAML's, else ``main``) resolved to the commit it names by the hub
-    revisions' lock in ``results`` (:func:`ablate.core.outputs.hub_revisions.resolve`)."""
+    """Each of the tasks ``names`` that loads a hub dataset -> ``{path, name, revision}``, its
+    revision (its YAML's, else ``main``) resolved to a commit by the hub revisions' lock in
+    ``results``."""
     from ablate.core.outputs import hub_revisions
 
     index = _with_original_tasks(_index())
@@ -118,13 +107,9 @@ OWN_TASKS_KEY = "mask.eval.task_dirs"
 
 
 def own_tasks(dirs: Iterable[str | os.PathLike]) -> dict[str, list[str]]:
-    """Task name -> its files (its YAML, then every local data file it reads:
-    :func:`ablate.mask.lm_tasks.data_file_list`) of every ``*.yaml`` in the folders ``dirs``
-    (config ``mask.eval.task_dirs``), as the evaluation loads them
-    (:func:`ablate.mask.lm_tasks.local_tasks`). The files are the evaluations' inputs:
-    paths as given, a data file relative to the working directory when it is under it.
-    ConfigError naming the key: a folder that does not exist or holds no YAML, a YAML that is no
-    task or names missing data, a task name in two folders."""
+    """Task name -> its files (its YAML, then its local data files: the evaluations' inputs, a
+    data file relative to the working directory when under it) of every ``*.yaml`` in ``dirs``
+    (config ``mask.eval.task_dirs``); a ConfigError naming the key for a bad folder or task."""
     from ablate.mask.lm_tasks import TaskFileError, data_file_list, local_tasks
 
     found: dict[str, list[str]] = {}
@@ -172,24 +157,21 @@ def check_task_names(
     own: Iterable[str] = (),
     cache: str | os.PathLike | None = None,
 ) -> None:
-    """Raise ConfigError naming each of ``names`` (config ``mask.eval.tasks``) that is not a task of
-    the embedded world (``embedded``) or of lm-eval (its index and the original study's tasks),
-    nor one of the user's own tasks ``own`` (:func:`own_tasks`), with the closest known names;
-    and an own task that has the name of one of those (it would shadow it)."""
+    """ConfigError for each of ``names`` (config ``mask.eval.tasks``) that is no task of the
+    embedded world (``embedded``) or of lm-eval, nor one of ``own``, with the closest known names;
+    and for an own task that would shadow one of those."""
     names, own = list(names), set(own)
-    if embedded:
-        # the embedded world's tasks are known without lm-eval's index
+    kind = "an embedded" if embedded else "an lm-eval"
+    if embedded:  # the embedded world's tasks are known without lm-eval's index
         from ablate.mask.embedded import TASK_NAMES as index
-
-        what = "an embedded task" + (f" nor in {OWN_TASKS_KEY}" if own else "")
     else:
         index = lm_eval_task_index(cache)
-        what = "an lm-eval task" + (f" nor in {OWN_TASKS_KEY}" if own else "")
+    what = f"{kind} task" + (f" nor in {OWN_TASKS_KEY}" if own else "")
     shadow = sorted(own & set(index))
     if shadow:
         raise ConfigError(
-            f"invalid config at {OWN_TASKS_KEY}: {', '.join(shadow)} is already "
-            f"{'an embedded' if embedded else 'an lm-eval'} task: name yours another way"
+            f"invalid config at {OWN_TASKS_KEY}: {', '.join(shadow)} is already {kind} task: "
+            "name yours another way"
         )
     problems = _unknown(names, [*index, *own], what, quote=not embedded)
     if problems and embedded:  # what the embedded world has

@@ -1,14 +1,9 @@
 """The original study's prompt strings for its five tasks, as lm-eval tasks ``<task>_original``.
 
-The original (qudent/ministral-prefill-mask-ablation, its ``prefill_ablation/eval_mcq.py``) built
-its own prompts: no ``Question: `` prefix, hellaswag's context with whitespace collapsed (not
-lm-eval's clean-up), winogrande scored in full (the option word and the rest of the sentence after
-the sentence up to the blank), the validation split of every task (lm-eval's arc scores the test
-split). These YAMLs rebuild those strings with lm-eval's task machinery on the hub datasets
-lm-eval's own tasks load (pinned like them: :func:`ablate.mask.tasks.pinned_datasets`); the
-functions are :mod:`ablate.mask.original_tasks.prompts`. The original's rows and length
-normalisation are the evaluation protocol's (config ``mask.eval.protocol``, metric
-``acc_tokens``), not the tasks'.
+The original (qudent/ministral-prefill-mask-ablation, ``prefill_ablation/eval_mcq.py``) built its
+own prompts on the validation splits; these YAMLs rebuild them with lm-eval's task machinery on
+the hub datasets lm-eval's own tasks load (how they differ: docs/differences.md). Its rows and
+length normalisation are the evaluation protocol's (``mask.eval.protocol``, ``acc_tokens``).
 """
 
 from __future__ import annotations
@@ -29,10 +24,8 @@ NAMES = (
 
 
 def datasets() -> dict[str, dict[str, Any]]:
-    """Task -> its hub dataset (``path``, ``name``, ``revision`` None), from its YAML.
-
-    Read with PyYAML, its ``!function`` tags left as text: importing lm-eval's loader costs 2 s,
-    and this runs at every parse of a config naming hub tasks."""
+    """Task -> its hub dataset (``path``, ``name``, ``revision`` None), from its YAML: read with
+    PyYAML (``!function`` tags left as text), as lm-eval's loader costs 2 s at every parse."""
     import yaml
 
     class Loader(yaml.SafeLoader):

@@ -47,8 +47,7 @@ def _load_mapping(text: str | None, what: str) -> dict:
 
 
 def _apply_sets(params: dict, sets: list[str]) -> dict:
-    """``params`` with each ``--set KEY=VALUE`` (a YAML value) over it; a value YAML cannot read
-    or a key given twice is a TrainingConfigError naming the entry."""
+    """``params`` with each ``--set KEY=VALUE`` (a YAML value) over it."""
     try:
         check_set_keys(sets or [])
         for item in sets or []:

@@ -1,5 +1,5 @@
-"""Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny model),
-each a :func:`ablate.core.training.driver.train_run` with the policy's recipe."""
+"""Entry points: :func:`finetune` (SFT under a policy, leakage gate) and :func:`pretrain` (tiny
+model), each a :func:`ablate.core.training.driver.train_run` with the policy's recipe."""
 
 from __future__ import annotations
 
@@ -38,11 +38,9 @@ def _policy_run(policy: str, kind: str, params: MaskParams, tokenizer) -> dict[s
 
 @dataclass(frozen=True)
 class FinetuneSpec:
-    """A finetune's config slice (:func:`ablate.mask.layout.finetune_slice`), one field per key:
-    the ``policy`` it trains under, its ``params`` (resolved: every key, the defaults filled in
-    where the config was parsed), ``allow_leakage``, and the pipeline's ``variant`` and ``stage``
-    (None for ``ablate train``). The pipeline builds it from the job's slice
-    (``FinetuneSpec(**slice)``); a library caller with partial params from :meth:`parse`."""
+    """A finetune's config slice (:func:`ablate.mask.layout.finetune_slice`), one field per key;
+    ``params`` resolved (every key). The pipeline builds it as ``FinetuneSpec(**slice)``, a
+    library caller with partial params from :meth:`parse`."""
 
     policy: str
     params: dict[str, Any]
@@ -54,8 +52,7 @@ class FinetuneSpec:
     def parse(
         cls, policy: str, params: dict | None = None, allow_leakage: bool = False
     ) -> FinetuneSpec:
-        """A spec from partial ``params`` (a command line's, a test's): the one merge with the
-        schema's defaults (:func:`ablate.mask.training.params.resolve_params`)."""
+        """A spec from partial ``params``: the one merge with the schema's defaults."""
         return cls(policy, resolve_params(params, "finetune").as_dict(), allow_leakage)
 
     def config_slice(self) -> dict[str, Any]:
@@ -64,9 +61,8 @@ class FinetuneSpec:
 
 
 def _sft_pairs(data, model_path, revision, p: MaskParams):
-    """The tokenizer and the tokenized train / held-out pairs (``eval_size`` rows split off by
-    ``seed``) in the ``sft_format`` template; the tokenizer loads before the model, so a model
-    without one fails early."""
+    """The tokenizer and the tokenized train / held-out pairs; the tokenizer loads before the
+    model, so a model without one fails early."""
     from ablate.core.models.modeling import load_tokenizer
 
     rows = sft_data.load_rows(data)
@@ -83,20 +79,6 @@ def _sft_pairs(data, model_path, revision, p: MaskParams):
     return tokenizer, train_pairs, eval_pairs
 
 
-def _load_model(model_path, revision, p: MaskParams):
-    """The model to finetune, in its training dtype and attention, on the GPU when there is one."""
-    from ablate.core.models.modeling import load_causal_lm
-
-    return load_causal_lm(
-        model_path,
-        revision=revision,
-        dtype=model_dtype(p),
-        attn_implementation=p.attn_implementation,
-        device="cuda" if torch.cuda.is_available() else None,
-        config_check=families.check_config,  # a family the mask audit has not proven: refused
-    )
-
-
 def finetune(
     spec: FinetuneSpec,
     *,
@@ -107,15 +89,10 @@ def finetune(
     probe_result: dict | None = None,
     reporters: tuple = (),
 ) -> dict[str, Any]:
-    """Full-weight SFT of ``model_path`` on Alpaca rows from ``data`` as ``spec`` says.
-
-    ``revision`` pins a hub id ``model_path`` (ignored for a directory).
-    Writes ``out_dir/final/`` (safetensors + tokenizer + manifest) and ``out_dir/summary.json``;
-    checkpoints go to ``out_dir/checkpoints/`` and a rerun resumes from the last complete one.
-    Raises :class:`~ablate.mask.training.gate.LeakageGateError` before training when the policy leaks and
-    ``spec.allow_leakage`` is false. ``reporters``: the loop's reporters
-    (ablate.core.reports.tracking).
-    """
+    """Full-weight SFT of ``model_path`` on the rows of ``data`` as ``spec`` says, into
+    ``out_dir`` (``final/``, ``summary.json``; a rerun resumes from the last checkpoint). A
+    leaking policy not allowed is a :class:`~ablate.mask.training.gate.LeakageGateError` before
+    training."""
     phases = Phases()
     policy = spec.policy
     masks.check_policy(policy)
@@ -130,8 +107,17 @@ def finetune(
         f"loading {model_path}",
         flush=True,
     )
+    from ablate.core.models.modeling import load_causal_lm
+
     with phases("load_model"):  # the manifest's hashes checked while the weights load
-        model = _load_model(model_path, revision, p)
+        model = load_causal_lm(
+            model_path,
+            revision=revision,
+            dtype=model_dtype(p),
+            attn_implementation=p.attn_implementation,
+            device="cuda" if torch.cuda.is_available() else None,
+            config_check=families.check_config,  # a family the mask audit has not proven: refused
+        )
     if probe_result is None:  # none given: the gate probes the model on held-out pairs
         with phases("leakage_gate"):
             verdict = gate.check(
@@ -185,8 +171,7 @@ def pretrain(
     config_slice: Any = None,
     family: str = "ministral3",
 ) -> dict[str, Any]:
-    """Causal pretraining of a fresh tiny model of ``family`` (``tiny_config(family, **arch)``:
-    ``mask.model.embedded``'s) on ``corpus`` (:func:`ablate.core.training.pretraining.pretrain`)."""
+    """Causal pretraining of a fresh tiny model of ``family`` on ``corpus``."""
     from ablate.core.models.modeling import load_tokenizer
     from ablate.mask import tiny
 

@@ -17,10 +17,9 @@ class LeakageGateError(TrainingError):
 def check(
     model, pairs, policy: str, allow_leakage: bool, params: MaskParams, probe_result: dict | None
 ) -> dict:
-    """Run (or take) the leakage probe for the training ``policy`` (``params``: the finetune's,
-    checked; the probe on ``pairs``); refuse a leaking policy unless ``allow_leakage``: a
-    :class:`LeakageGateError` naming the probe's evidence and the switch. Returns the gate's
-    record (the probe's result and whether a leak was allowed)."""
+    """Run (on ``pairs``) or take the leakage probe of the training ``policy``; a leaking policy
+    is a :class:`LeakageGateError` naming the evidence, unless ``allow_leakage``. Returns the
+    probe's result and whether a leak was allowed."""
     if probe_result is None:
         missing = [k for k in PROBE_PARAMS if k in params.unset]
         if missing:  # the pipeline's finetune takes its policy's probe result

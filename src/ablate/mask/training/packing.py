@@ -1,32 +1,10 @@
 """Packed SFT steps: the examples of one optimizer step concatenated into padding-free rows.
 
-Opt-in by ``packing: true`` (finetune params). The loop then hands all ``batch_size x
-grad_accum`` examples of a step at once (the same examples, in the same order, as the unpacked
-step: :func:`ablate.core.training.loop.step_examples` does not depend on the batch size) and :class:`PackedCollator`
-lays them end to end into rows of at most ``packing_row_tokens`` tokens. Each example keeps its
-own position ids (0, 1, ...) and its own attention: :func:`packed_forward_kwargs` builds the mask
-"same example AND the policy", through transformers' ``masking_utils`` builders, so it comes in
-the backend's format (additive float for eager, bool for sdpa). The policies keep their one
-definition in :mod:`ablate.mask.masks`; per example they read:
-
-- ``causal``: causal;
-- ``prefill_bidir``: every token of the example attends to every token of the example;
-- ``prefix_bidir``: prompt tokens of the example attend to each other, the rest causally.
-
-For flex_attention the same mask is a sparse ``BlockMask`` (it skips the blocks between
-examples) written as one key span per query, ``lo[q] <= kv <= hi[q]`` (:func:`key_spans`): an
-example is one contiguous run of its row and its prompt a run at its start, so every policy, with
-or without a sliding window, is a span. flex evaluates the mask function on every partially
-masked block, nearly all of them in packed rows, and HF's composition (an and-mask over example
-ids, for the bidirectional policies an or-mask over block ids) loads by key as well as by query:
-on the seed's packed step it made prefix_bidir's attention 1.25-1.29x causal's (spans: 1.07x)
-(bench/results/mfu_h100.md, section 5). Tests prove the span mask equal to the composed one
-(tests/mask/training/test_packing.py).
-
-The first token of every example has label -100, so no example is trained to predict the next
-one's first token; the loss of every row is divided by the response tokens of the whole step (the
-loop's ``n_items``), so a step equals the unpacked one up to float summation order
-(tests/mask/training/test_packing.py, every policy, loss and gradients, grad accumulation included).
+Opt-in by ``packing: true``. Each example keeps its own position ids and its own attention ("same
+example AND the policy", in the backend's format; for flex_attention one key span per query,
+:func:`key_spans`, much cheaper than HF's composed mask function). An example's first token has
+no label and every row's loss is divided by the whole step's response tokens, so a step equals
+the unpacked one up to summation order. How and why, with measurements: docs/training.md.
 """
 
 from __future__ import annotations
@@ -54,11 +32,8 @@ def is_packed(batch: dict[str, Any]) -> bool:
 
 
 def _pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
-    """Indices of the examples per row: in order, a new row when the next one would not fit.
-
-    Order-preserving (not first-fit-decreasing) so the rows of a step are reproducible from the
-    sampler's order; with rows of several thousand tokens the last row's slack is the only waste.
-    """
+    """Indices of the examples per row: in order (reproducible from the sampler's order), a new
+    row when the next one would not fit."""
     rows: list[list[int]] = [[]]
     used = 0
     for i, n in enumerate(lengths):
@@ -76,10 +51,9 @@ def _pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
 
 
 class PackedCollator:
-    """A step's examples as packed rows (see the module docstring); rows are right-padded to a
-    common width, a multiple of ``pad_to_multiple_of`` (flex_attention's block size). Pads form
-    their own "example" (seq id -1) so every query has a key to attend to (a fully masked query
-    would give NaN gradients)."""
+    """A step's examples as packed rows, right-padded to a multiple of ``pad_to_multiple_of``
+    (flex_attention's block size). Pads form their own "example" (seq id -1): a fully masked
+    query would give NaN gradients."""
 
     def __init__(self, pad_token_id: int, row_tokens: int, pad_to_multiple_of: int = 128):
         self.pad_token_id = pad_token_id
@@ -125,11 +99,10 @@ class PackedCollator:
         }
 
 
-def split_rows(batch: dict[str, torch.Tensor], rows_per_forward: int = 1):
-    """The packed batch in forwards of ``rows_per_forward`` rows (each a packed batch itself)."""
-    n = batch["input_ids"].shape[0]
-    for r in range(0, n, rows_per_forward):
-        yield {k: v[r : r + rows_per_forward] for k, v in batch.items()}
+def split_rows(batch: dict[str, torch.Tensor]):
+    """The packed batch one row at a time (each a packed batch itself)."""
+    for r in range(batch["input_ids"].shape[0]):
+        yield {k: v[r : r + 1] for k, v in batch.items()}
 
 
 def _same_example(seq_ids: torch.Tensor):
@@ -140,8 +113,7 @@ def _same_example(seq_ids: torch.Tensor):
 
 
 def _run_bounds(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """First and last index of the run of equal values of ``x`` (rows, width) around each
-    position."""
+    """First and last index of the run of equal values of ``x`` around each position."""
     idx = torch.arange(x.shape[-1], device=x.device).expand_as(x)
     starts = torch.ones_like(x, dtype=torch.bool)
     starts[:, 1:] = x[:, 1:] != x[:, :-1]
@@ -183,8 +155,7 @@ def key_spans(
 
 
 def _span_block_mask(batch: dict[str, torch.Tensor], policy: str, window: int | None):
-    """flex_attention's ``BlockMask`` of :func:`key_spans` (built compiled, as HF builds its own:
-    no dense rows x width x width mask)."""
+    """flex_attention's ``BlockMask`` of :func:`key_spans` (no dense mask)."""
     from torch.nn.attention import flex_attention
 
     lo, hi = key_spans(batch, policy, window)
@@ -199,8 +170,7 @@ def _span_block_mask(batch: dict[str, torch.Tensor], policy: str, window: int | 
 
 
 def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
-    """The attention mask of a packed batch under ``policy``, in the backend's format (a dict by
-    layer type for configs that alternate full and sliding-window layers)."""
+    """The attention mask of a packed batch under ``policy``, in the backend's format."""
     masks.check_policy(policy)
     config = masks.text_config(model_or_config)
     impl = hf.attn_implementation(config)
@@ -219,14 +189,8 @@ def packed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: st
     return composed_mask(config, batch, policy, dtype)
 
 
-def composed_mask(
-    model_or_config: Any,
-    batch: dict[str, torch.Tensor],
-    policy: str,
-    dtype,
-):
-    """:func:`packed_mask` through transformers' mask builders, whatever the backend (the eager
-    and sdpa one; for flex_attention the composed twin of :func:`key_spans`)."""
+def composed_mask(model_or_config: Any, batch: dict[str, torch.Tensor], policy: str, dtype):
+    """:func:`packed_mask` through transformers' mask builders, whatever the backend."""
     config = masks.text_config(model_or_config)
     seq_ids = batch[SEQ_IDS]
     # bidirectional blocks: a whole example (prefill_bidir) or its prompt (prefix_bidir)
@@ -273,13 +237,12 @@ def packed_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], policy: st
 
 
 def masked_forward_kwargs(model: Any, batch: dict[str, torch.Tensor], mask) -> dict:
-    """kwargs for ``model(**kw)`` that run a packed batch under ``mask``, a mask built for the
-    model's attention backend (:func:`packed_mask` or :func:`composed_mask`)."""
-    kw: dict[str, Any] = dict(
-        input_ids=batch["input_ids"], attention_mask=mask, position_ids=batch["position_ids"]
-    )
-    impl = hf.attn_implementation(masks.text_config(model))
+    """kwargs for ``model(**kw)`` that run a packed batch under ``mask`` (the backend's)."""
     # the mask is in this backend's format: refuse it under another (as masks does)
     masks.install_backend_check(model)
-    kw[BUILT_FOR_KWARG] = impl
-    return kw
+    return {
+        "input_ids": batch["input_ids"],
+        "attention_mask": mask,
+        "position_ids": batch["position_ids"],
+        BUILT_FOR_KWARG: hf.attn_implementation(masks.text_config(model)),
+    }

@@ -12,8 +12,7 @@ from ablate.core import config
 from ablate.core.training import params as core_params
 from ablate.core.training.params import TrainParams
 
-#: training key -> the key of the config schema's ``leakage`` section, whose defaults and bounds
-#: they take.
+#: training key -> the ``leakage`` schema key whose default and bounds it takes.
 PROBE_PARAMS = {
     "probe_size": "n_pairs",
     "probe_batch_size": "batch_size",
@@ -23,10 +22,8 @@ PROBE_PARAMS = {
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class MaskParams(TrainParams):
-    """This study's training params: the core's (:class:`~ablate.core.training.params.TrainParams`)
-    and the keys of ``mask_finetune_params`` / ``mask_pretrain_params`` and the probe's. A subclass
-    rather than an ``extra`` mapping: its keys are read as typed attributes like the core's, and
-    the schema test checks them the same way."""
+    """The core's params and this study's keys; a subclass rather than an ``extra`` mapping, so
+    its keys are typed attributes the schema test checks like the core's."""
 
     # this study's schema sets a default for both kinds: a required field
     attn_implementation: str = dataclasses.field()
@@ -60,8 +57,7 @@ def resolve_params(params: dict | None, kind: str) -> MaskParams:
 
 
 def check_params(params: dict[str, Any], kind: str) -> MaskParams:
-    """:func:`ablate.core.training.params.check_params` over :func:`params_schema`; the probe
-    keys may be absent (the pipeline runs the probe as its own rule)."""
+    """:func:`ablate.core.training.params.check_params`, the probe keys optional."""
     return core_params.check_params(
         params, kind, params_schema(kind), tuple(PROBE_PARAMS), MaskParams
     )

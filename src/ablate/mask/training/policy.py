@@ -17,8 +17,7 @@ from ablate.mask.training.params import MaskParams
 
 
 def batch_forward_kwargs(model, batch: dict[str, torch.Tensor], policy: str) -> dict[str, Any]:
-    """The forward kwargs of a training batch under ``policy`` (a packed batch, see
-    :mod:`ablate.mask.training.packing`, with its per-example mask)."""
+    """The forward kwargs of a training batch, packed or not, under ``policy``."""
     if packing.is_packed(batch):
         return packing.packed_forward_kwargs(model, batch, policy)
     return masks.policy_forward_kwargs(
@@ -28,12 +27,9 @@ def batch_forward_kwargs(model, batch: dict[str, torch.Tensor], policy: str) -> 
 
 @dataclass(eq=False)
 class PolicyRecipe(Recipe):
-    """The next-token recipe under a mask ``policy`` (:func:`recipe`): every forward through
-    :func:`batch_forward_kwargs`; with a ``packer``, a step's examples
-    packed into rows, each row one micro-batch (the memory of one row; held-out batches stay
-    unpacked: the same loss). The loop divides every row's loss by the labelled tokens of the
-    whole step, as for unpacked micro-batches, so the step equals the unpacked one up to
-    summation order."""
+    """The next-token recipe under a mask ``policy`` (:func:`recipe`); with a ``packer``, a step's
+    examples packed into rows, each row one micro-batch (held-out batches stay unpacked: the
+    same loss)."""
 
     policy: str = "causal"
     packer: packing.PackedCollator | None = None
@@ -48,8 +44,7 @@ class PolicyRecipe(Recipe):
 
 
 def recipe(policy: str, params: MaskParams, pad_token_id: int) -> PolicyRecipe:
-    """The loop's recipe of a run under ``policy``; ``packing: true`` packs a step's examples
-    into rows."""
+    """The loop's recipe of a run under ``policy``."""
     masks.check_policy(policy)
     if not params.packing:
         return PolicyRecipe(params, policy=policy)
