@@ -1,22 +1,8 @@
 """The expected extra time of a job on an interruptible (bid) instance: restarts after being outbid.
 
-Assumption (``plan.interruptible.per_hour``, lambda): interruptions arrive as a Poisson process
-over the time an instance runs. Each costs the job
-
-    per = restart_s + lost_s
-    restart_s = its rental and job overheads again (boot, setup, shipping in, start-up, load),
-                + shipping the copied training checkpoint up when it resumes from one; a job of a
-                group (an evaluation on its finetune's instance) counts its own restart only
-    lost_s    = half a checkpoint interval (an interruption at a uniform point of it) + the time
-                the newest checkpoint takes to reach the submit host (the retry resumes from the
-                newest *copied* checkpoint); a job without checkpoints loses half of its compute
-
-so the expected billed time T of a job of ``base`` seconds solves T = base + lambda * T * per:
-
-    T = base / (1 - lambda * per),   interruption_s = T - base
-
-(no finite T when lambda * per >= 1: it is outbid faster than it makes progress). An outbid
-instance is destroyed by the executor at once, so the time it is stopped is not billed.
+Interruptions arrive as a Poisson process at ``plan.interruptible.per_hour`` (an assumption); each
+costs a restart and the work since the newest *copied* checkpoint, so the billed time T of a job of
+``base`` seconds solves T = base + rate x T x per (docs/planner.md, "Interruptible setups").
 """
 
 from __future__ import annotations
