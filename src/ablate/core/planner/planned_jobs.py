@@ -1,12 +1,8 @@
 """What the planner forecasts: planned jobs, handed over by each study's job list.
 
-The planner knows no study. Each study's plan side (its study part ``plan``,
-:mod:`ablate.core.jobs`, found through the registry :mod:`ablate.studies`) pairs each job of its
-job list that has a ``kind`` (a core :class:`ablate.core.jobs.Job`) with what the planner needs
-besides (the tokens it processes, the size of the model it runs, what it loads and writes): a
-:class:`PlannedJob`; its ``study_plan(config, ref, root)`` returns a :class:`StudyPlan` (or a
-list of them: one per model of a study of several). A job whose size cannot be worked out still
-gets a row: ``tokens`` or ``params`` is None and ``notes`` says what is missing.
+The planner knows no study: each study's ``plan`` part (:mod:`ablate.studies`) returns a
+:class:`StudyPlan` of its jobs with a ``kind``, or one per model of a study of several. A job whose
+size cannot be worked out still gets a row: ``tokens`` or ``params`` is None and ``notes`` says why.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from ablate.core.planner.model_size import ModelShape
 
 @dataclass
 class PlannedJob:
-    #: the study's job (name, rule, kind, record, benchmark, the job whose checkpoint it loads)
     job: Job
     model: str  # the model it runs (base | a variant), in words
     policy: str | None
@@ -43,9 +38,8 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
-    #: trains under the loop's data-parallel recipes on more than one GPU (its fp32 masters and
-    #: optimizer states divide over the GPUs, its weights too where they do not fit: memory
-    #: check, :mod:`.memory_need`; its speed-up from the measured ``scaling`` rows); False: replicated
+    #: trains under the loop's data-parallel recipes on more than one GPU (:mod:`.memory_need`, the
+    #: measured ``scaling`` rows); False: replicated
     sharded: bool = False
     #: its ``data_parallel`` setting (None: chosen by what fits, as the loop chooses)
     data_parallel: str | None = None
@@ -63,9 +57,7 @@ class PlannedJob:
     #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
-    #: its memory per GPU is the peak measured for its work: that of the measurement its rate
-    #: comes from, where that one is of its own kind and policy (the bridge: its rows per GPU)
-    #: and records ``peak_memory_gb`` (memory check, :func:`.memory_need.measured_need_gb`)
+    #: its memory per GPU is the peak measured for its work (:func:`.memory_need.measured_need_gb`)
     memory_measured: bool = False
     #: what its row adds when it does not fit the GPU (the study's way to a fit); None: nothing
     unfit_note: str | None = None
@@ -74,13 +66,11 @@ class PlannedJob:
     gpus: int | None = None
     #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
     after: list[str] | None = None
-    #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
-    #: added to compute_s (the bridge's generative evaluations during training); an optional
-    #: ``scaling_key`` (a plan.scaling key) when it spreads over the GPUs otherwise than its kind
+    #: other work inside the job at its own rate, each {kind, policy, tokens, what} and an optional
+    #: ``scaling_key`` (the bridge's generative evaluations during training)
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
-    #: train | eval | probe | generate: the job's kind (None: taken from it); a copy for the
-    #: other work inside the job (``extra``) takes that work's kind
+    #: train | eval | probe | generate (None: the job's); a copy for an ``extra`` takes its kind
     kind: str | None = None
 
     def __post_init__(self) -> None:
