@@ -1,8 +1,7 @@
 """Past runs: what a finished job's record (provenance) and benchmark file say, and the
 throughput this pipeline measured in them.
 
-A record that cannot be read, or names no hardware, is skipped with a warning: it never stops
-the plan.
+A record that cannot be read is skipped with a warning: it never stops the plan.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
 def _hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
     """(gpu_name, count) a provenance block says a job ran on; ("cpu", 1) without GPUs."""
-    hw = (prov or {}).get("hardware") if isinstance(prov, dict) else None
+    hw = prov.get("hardware") if isinstance(prov, dict) else None
     if not isinstance(hw, dict) or not hw:
         return None
     gpus = hw.get("gpus") or []
@@ -29,15 +28,12 @@ def _hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, i
     return (name or gpus[0]), len(gpus)
 
 
-#: the phase of a job's record (``phases``, ablate.core.outputs.phases) that is its own work, per
-#: kind
+#: the phase of a job's record (ablate.core.outputs.phases) that is its own work, per kind
 _OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
 
 @dataclass
 class _FinishedJob:
-    """A finished job: its record, where it ran and how long it took."""
-
     data: dict[str, Any]
     gpu: str
     count: int
@@ -64,12 +60,8 @@ def finished_job(job: PlannedJob, root: Path, ref: Reference) -> _FinishedJob | 
 def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, plan: dict) -> list:
     """Throughput this pipeline measured in earlier runs: train summaries, eval/probe timings.
 
-    The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
-    results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
-    rates are the training loop's pure step time (summary ``throughput``); eval and probe rates come from
-    the record's own-work phase (:data:`_OWN_WORK_PHASE`) where it has ``phases``, else from the
-    provenance wall time (else the benchmark file) minus the modelled start-up and load time (at
-    most half of it is taken off).
+    Each run's model size comes from its study (the checkpoint it wrote or evaluated), so results
+    left by another config (the embedded tiny model) cannot pose as the 3B model.
     """
     out: list[Measurement] = []
     for sp in plans:
