@@ -1,20 +1,9 @@
 """One job type and the study parts: what a study hands the rules, STATUS and the planner.
 
-Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
-rules take their files from them, STATUS (:mod:`ablate.core.reports.status`) shows one row per job,
-the planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
-needs rides in ``labels`` (a model, policy or variant of one study).
-
-A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
-
-- its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
-  file patterns, the job list (each job with its config slice), the files a full run of the
-  study ends with, what of its config section its forecast depends on; its jobs built by
-  :func:`make_job` (one convention for outputs, record, log and benchmark paths);
-- its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
-  stale (the config keys changed since its record was written), key results, the forecast;
-- its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
-  :class:`ablate.core.planner.planned_jobs.StudyPlan` of its planned jobs.
+A study is three modules named in the registry :mod:`ablate.studies`: its layout
+(:class:`StudyLayout`; no torch, the Snakefile imports it at parse time), its status side
+(:class:`StudyStatus`) and its plan side (:class:`StudyPlanner`); docs/design.md, "Adding a study".
+What only one study needs rides in ``Job.labels``.
 """
 
 from __future__ import annotations
@@ -26,8 +15,8 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class Job:
-    """One job of a study, as the rules run it. Paths are relative to the working directory
-    (the results folder included), as Snakemake names them."""
+    """One job of a study, as the rules run it; paths as Snakemake names them (results folder
+    included)."""
 
     study: str
     rule: str
@@ -57,21 +46,19 @@ class Job:
         return " ".join(self.serves) if self.stage is None else str(self.stage)
 
 
-#: Where a job's log and, a planned job's (it has a ``kind``), benchmark go, relative to the
-#: results folder: one folder per rule (``folder``), one file per job (``stem``: the rule's log and
-#: benchmark patterns hold its wildcards). A study's log and benchmark patterns are these.
+#: Where a job's log and a planned job's benchmark go, relative to the results folder: one folder
+#: per rule, one file per job (``stem`` holds the rule's wildcards).
 LOG = "logs/{folder}/{stem}.log"
 BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
 
 
 #: A job's one line (ablate.job_script.say: ``ran in 41 s``, or how it was restored), on the
-#: terminal and in its log; a restored job's text begins with :data:`RESTORED_LINE`
-#: (ablate.core.reruns.runcache). ``ablate runs`` reads them back (:func:`said`).
+#: terminal and in its log; ``ablate runs`` reads them back (:func:`said`).
 JOB_LINE = "[job] {label}: {text}"
-RESTORED_LINE = "restored from the run cache"
+RESTORED_LINE = "restored from the run cache"  # how a restored job's text begins
 #: What a job says that the run cache never restores, its output being of the tree as it is now,
-#: not a function of its declared inputs (STATUS, the plan: ablate.job_script.log_only's
-#: ``remade``): what it did and why, not ``ran`` (a revert that restores every job says no "ran").
+#: not of its declared inputs (ablate.job_script.log_only's ``remade``): not ``ran``, so a revert
+#: that restores every job says no "ran".
 REMADE_LINE = "remade in {seconds:.0f} s from the tree as it is now (never restored: {why})"
 
 
@@ -111,11 +98,10 @@ def make_job(
     resources: dict[str, Any] | None = None,
     **kw: Any,
 ) -> Job:
-    """The one way a study builds a :class:`Job`: ``outputs`` (relative to the results folder,
-    the rule's order) under ``results``; its record the output named ``record``; its log and, if
-    planned (``kind``), its benchmark in ``folder`` named ``stem`` (:data:`LOG`,
-    :data:`BENCHMARK`); its GPUs from its rule's ``resources`` group (None: runs local); ``kw``:
-    the other :class:`Job` fields."""
+    """The one way a study builds a :class:`Job`: ``outputs`` (relative to the results folder)
+    under ``results``; its record the output named ``record``; its log and, if planned
+    (``kind``), its benchmark at :data:`LOG` and :data:`BENCHMARK`; its GPUs from its rule's
+    ``resources``."""
     at = f"{results}/{{}}".format
     outputs = {k: at(o) for k, o in outputs.items()}
     return Job(
