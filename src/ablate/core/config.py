@@ -19,17 +19,12 @@ from typing import Any
 
 from ablate.core.user_yaml import ConfigError, config_mapping, load_config_file
 
-#: The file name of a schema shipped in a package: ``<name>.schema.yaml``.
-_SCHEMA_SUFFIX = ".schema.yaml"
-
 
 def schema_path(package: str, name: str = "config") -> Path:
-    """A schema shipped as package data (an installed wheel has it too): ``config`` of
-    ``ablate.core`` is the core part of the pipeline's config schema, ``config`` of a study's
-    package its part, ``plan`` of ``ablate.core`` the planner's block."""
+    """The schema ``<name>.schema.yaml`` shipped as package data (an installed wheel has it too)."""
     from importlib.resources import files
 
-    return Path(str(files(package).joinpath(name + _SCHEMA_SUFFIX)))
+    return Path(str(files(package).joinpath(name + ".schema.yaml")))
 
 
 def sorted_tree(obj: Any) -> Any:
@@ -44,11 +39,9 @@ def sorted_tree(obj: Any) -> Any:
 def config_files_error(
     paths: list[str | os.PathLike], reserved: dict[str, str] | None = None
 ) -> str | None:
-    """One line for the first of these config files that YAML cannot read or that is no mapping
-    (:func:`config_mapping`: a key written twice, a binary file, a list), or that sets a key of
-    ``reserved`` (key -> why no config file sets it, and what to write instead); None when every
-    one is sound. The Snakefile runs it on the config files Snakemake has already read, before
-    any job."""
+    """One line for the first of these config files that :func:`config_mapping` refuses or that
+    sets a key of ``reserved`` (key -> why no config file sets it); None when every one is
+    sound."""
     reserved = reserved or {}
     for path in paths:
         try:
@@ -69,9 +62,7 @@ def _load(path: Path) -> dict[str, Any]:
 @functools.cache
 def config_schema() -> dict[str, Any]:
     """The pipeline's config schema, the one place its keys and defaults are stated: the core
-    part, each registered study's part as the property of its name (required when ``studies``
-    lists it; its ``$defs`` joined to the core's) and the plan's block as ``plan``; the registry
-    fills in the core's enums of studies and of attention backends."""
+    part, each registered study's part under its name and the plan's block as ``plan``."""
     from ablate import studies
 
     schema = _load(schema_path("ablate.core"))
@@ -99,9 +90,8 @@ def config_schema() -> dict[str, Any]:
 
 
 def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
-    """The one jsonschema validator (the config schema's draft) of ``schema``; with
-    ``fill_defaults`` it sets each missing property that has a default as it validates (as
-    Snakemake's ``validate(..., set_default=True)`` does)."""
+    """The one jsonschema validator (the config schema's draft) of ``schema``; ``fill_defaults``
+    sets each missing property's default as it validates."""
     return _validator_class(fill_defaults)(schema)
 
 
@@ -189,10 +179,8 @@ def finite_float(text: str) -> float:
 
 
 def validate_config(config: dict[str, Any]) -> None:
-    """Check a whole pipeline config against :func:`config_schema`, filling in every default
-    (``studies`` unset: the studies whose section the config has; ``plan.studies`` unset: those
-    of them whose forecast is not opt-in). Raises the first ``jsonschema.ValidationError``
-    (:func:`schema_error` words it in one line)."""
+    """Check a whole pipeline config against :func:`config_schema`, filling in every default;
+    raises the first ``jsonschema.ValidationError`` (:func:`schema_error` words it)."""
     from ablate import studies
 
     if error := non_text_key(config):
@@ -284,12 +272,8 @@ def configfile_error(
     configfiles: list[str | os.PathLike], results_dir: str | os.PathLike
 ) -> str | None:
     """One line when a ``--configfile`` is a file under the results folder: a target typed after
-    ``--configfile``, which takes several files, so Snakemake read the target as one more config
-    (a JSON record merges its keys into the config). None when every file is outside it.
-
-    A file that does not exist (a missing config, or a target not made yet) never gets here:
-    Snakemake 9.27 opens every config file before it reads the workflow, and reports a missing one
-    with its own traceback (``FileNotFoundError ... '<path>'``)."""
+    ``--configfile``, which Snakemake read as one more config. A missing file never gets here:
+    Snakemake 9.27 opens every config file before it reads the workflow."""
     root = Path(results_dir).resolve()
     outputs = [f for f in configfiles if Path(f).resolve().is_relative_to(root)]
     if not outputs:
@@ -305,15 +289,10 @@ def configfile_error(
 
 
 def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
-    """The nested values of ``--config KEY=VALUE`` entries, typed as a config file types them.
-
-    Snakemake tries a top-level value as int, float and bool, but reads a nested one
-    (``mask={finetune: {defaults: {max_steps: 5}}}``) with YAML's base loader, which types
-    nothing: every leaf is text, and the schema then refuses ``'5'``. Merged over the config
-    (``snakemake.utils.update_config``), these replace those leaves with YAML's own reading of the
-    same text. A top-level boolean too: Snakemake reads only ``True`` and ``False`` as one, so
-    ``allow_cpu=true`` stayed the text ``'true'``. Other top-level scalars are left out: Snakemake
-    has typed them already (int, float)."""
+    """The nested values and booleans of ``--config KEY=VALUE`` entries, typed as a config file
+    types them, to merge over the config: Snakemake reads a nested value with YAML's base loader,
+    which leaves every leaf text (the schema then refuses ``'5'``), and takes only ``True`` and
+    ``False`` as a boolean (``allow_cpu=true`` stayed ``'true'``)."""
     import yaml
 
     typed: dict[str, Any] = {}
@@ -369,13 +348,10 @@ def configfile_args(argv: list[str]) -> list[str]:
 
 
 def unreadable_configfile_error(argv: list[str]) -> str | None:
-    """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config: a
-    target typed after ``--configfile`` (a table, a picture), a file that does not exist, or a
-    YAML or JSON file with a syntax error (:func:`yaml_error_line`: file, line, column); None
-    when each one reads as a mapping. Snakemake reads config files in its command line, before
-    any workflow file runs, and stops there with a traceback (``UnicodeDecodeError``,
-    ``FileNotFoundError``) or a line that names no file; the workflow profile
-    (profiles/default/config.yaml) runs this while Snakemake reads it, before that."""
+    """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config (a
+    target typed after it, a missing file, a syntax error); None when each reads. Snakemake
+    stops on one with a traceback before any workflow file runs, so the workflow profile runs
+    this first."""
     from snakemake.common.configfile import load_configfile
 
     files = configfile_args(argv)
@@ -421,25 +397,18 @@ MEANINGS = {"pattern": PATTERN_MEANING, "not": _NOT_MEANING}
 
 def error_words(error: Any) -> str:
     """What is wrong, for a jsonschema ``ValidationError``: the schema's message (a failed
-    ``pattern`` or ``not`` as its node's :data:`MEANINGS` keyword says it, not as the regex or
-    the schema) and what to write instead (:func:`_error_hint`)."""
+    ``pattern`` or ``not`` in its node's :data:`MEANINGS` words) and what to write instead."""
     message = error.message
     word = MEANINGS.get(error.validator)
     means = error.schema.get(word) if word and isinstance(error.schema, dict) else None
     if means:
         message = f"{error.instance!r} is not {means}"
-    hint = _error_hint(error)
-    return message + (f": {hint}" if hint else "")
-
-
-def _error_hint(error: Any) -> str | None:
-    """What to write instead, for a jsonschema ``ValidationError``: the number a value of the
-    wrong type means (:func:`number_hint`, within the node's bounds), else the key an unknown
-    one may be (:func:`key_hint`); None when there is nothing to say."""
     if error.validator == "type":
         bounds = error.schema if isinstance(error.schema, dict) else {}
-        return number_hint(error.instance, error.validator_value, bounds)
-    return key_hint(error)
+        hint = number_hint(error.instance, error.validator_value, bounds)
+    else:
+        hint = key_hint(error)
+    return message + (f": {hint}" if hint else "")
 
 
 def key_hint(error: Any) -> str | None:
@@ -506,9 +475,8 @@ def number_hint(
     value: Any, wanted: str | list[str], bounds: dict[str, Any] | None = None
 ) -> str | None:
     """What to write for ``value``, which the schema did not take as ``wanted`` (a JSON-schema
-    type or list of them): for a string that reads as a number, that number; for a float, a
-    finite one, or a whole number where the key takes only those (:func:`whole_hint`, within
-    ``bounds``: the node's ``minimum`` and ``maximum``). None when it is none of these."""
+    type or list of them), where it reads as a number; ``bounds``: the node's ``minimum`` and
+    ``maximum``."""
     types = {wanted} if isinstance(wanted, str) else set(wanted)
     if not types & {"number", "integer"}:
         return None
