@@ -385,11 +385,9 @@ def schema_error(error: Any) -> str:
     return f"invalid config at {where}: {error_words(error)}"
 
 
-#: The schema keyword that says in words what a string node's ``pattern`` admits (a refusal
-#: names it, not the regex).
+#: The schema keywords that say in words what a node's ``pattern`` admits and why its ``not``
+#: refuses a value: a refusal names them, not the regex or the schema it matched.
 PATTERN_MEANING = "patternMeaning"
-#: The schema keyword that says in words why a node's ``not`` refuses a value (a name reserved
-#: for something else: a refusal says what for, not the schema it matched).
 _NOT_MEANING = "notMeaning"
 #: A failed schema keyword -> the keyword beside it that says the refusal in words.
 MEANINGS = {"pattern": PATTERN_MEANING, "not": _NOT_MEANING}
