@@ -39,9 +39,8 @@ def sorted_tree(obj: Any) -> Any:
 def config_files_error(
     paths: list[str | os.PathLike], reserved: dict[str, str] | None = None
 ) -> str | None:
-    """One line for the first of these config files that :func:`config_mapping` refuses or that
-    sets a key of ``reserved`` (key -> why no config file sets it); None when every one is
-    sound."""
+    """One line for the first config file that :func:`config_mapping` refuses or that sets a key
+    of ``reserved`` (key -> why no config file sets it); None when every one is sound."""
     reserved = reserved or {}
     for path in paths:
         try:
@@ -331,9 +330,8 @@ def add_configfiles_option(parser: argparse.ArgumentParser, files: str) -> None:
 
 
 def configfile_args(argv: list[str]) -> list[str]:
-    """The files a ``snakemake`` command line gives ``--configfile``: every word after the flag
-    up to the next option (the flag takes several, as Snakemake's parser reads it), and the one
-    of ``--configfile=FILE``."""
+    """The files a ``snakemake`` command line gives ``--configfile``, as Snakemake's parser reads
+    them."""
     files: list[str] = []
     taking = False
     for word in argv:
@@ -379,8 +377,7 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
 
 
 def schema_error(error: Any) -> str:
-    """One line for a jsonschema ``ValidationError`` of the config: the key path and what is
-    wrong (:func:`error_words`)."""
+    """One line for a jsonschema ``ValidationError`` of the config: the key path and what is wrong."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     return f"invalid config at {where}: {error_words(error)}"
 
@@ -472,9 +469,8 @@ _SCIENTIFIC = re.compile(r"([-+]?)([0-9_]*)(?:\.([0-9_]*))?[eE]([-+]?)([0-9]+)")
 def number_hint(
     value: Any, wanted: str | list[str], bounds: dict[str, Any] | None = None
 ) -> str | None:
-    """What to write for ``value``, which the schema did not take as ``wanted`` (a JSON-schema
-    type or list of them), where it reads as a number; ``bounds``: the node's ``minimum`` and
-    ``maximum``."""
+    """What to write for ``value``, which the schema did not take as ``wanted`` (a type or list),
+    where it reads as a number within ``bounds`` (the node's ``minimum`` and ``maximum``)."""
     types = {wanted} if isinstance(wanted, str) else set(wanted)
     if not types & {"number", "integer"}:
         return None

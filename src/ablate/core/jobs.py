@@ -15,8 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class Job:
-    """One job of a study, as the rules run it; paths as Snakemake names them (results folder
-    included)."""
+    """One job of a study, as the rules run it; paths as Snakemake names them."""
 
     study: str
     rule: str

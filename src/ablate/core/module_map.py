@@ -41,8 +41,7 @@ def _summary(path: Path) -> str:
 
 
 def _package_table(source: Path, package: Path) -> str:
-    """A package's section: its dotted name and first sentence, a line for each module and each
-    subpackage (``name/``)."""
+    """A package's section: its name and first sentence, a line per module and subpackage."""
     rows = [
         (p.stem, _summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
     ] + [

@@ -85,8 +85,7 @@ def load_config_file(path: str | os.PathLike) -> Any:
 
 
 def config_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """A config file's keys (an empty file has none); ConfigError when it holds a list or a single
-    value."""
+    """A config file's keys; ConfigError when it holds a list or a single value."""
     content = load_config_file(path)
     if content is not None and not isinstance(content, dict):
         raise ConfigError(

@@ -62,8 +62,8 @@ def collect_actuals(jobs: list[PlannedJob], root: Path, ref: Reference) -> dict[
 
 
 def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
-    """Fill the actual columns on the row of the setup each job ran on and ``status`` on every
-    row; a job that ran on hardware the plan has no setup for gets a row of its own."""
+    """Fill the actual columns on the row of the setup each job ran on, ``status`` on every row;
+    a job that ran on hardware of no setup gets a row of its own."""
     df = df.copy()
     for col in ("actual_s", "error_pct"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")

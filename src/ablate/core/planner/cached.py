@@ -22,8 +22,7 @@ NOT_CHECKED = "run cache not checked: "  # the start of every note of a job it c
 def _check(
     cache: Any, spec: dict[str, Any] | None, root: Path, code: Callable[[], str]
 ) -> str | None:
-    """None when the cache holds the job of ``spec``; else why the job is forecast at full cost.
-    ``code``: the key's code hash (taken once a plan)."""
+    """None when the cache holds the job of ``spec``; else why it is forecast at full cost."""
     if spec is None:
         return NOT_CHECKED + (
             "its rule's params and inputs are known inside Snakemake only (the plan rule, "

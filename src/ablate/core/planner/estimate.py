@@ -162,8 +162,7 @@ def _job_speedup(
 def _memory_need(
     job: PlannedJob, tp: Throughput, params: float, plan: dict, used: int, mem: float | None
 ) -> tuple[float, str]:
-    """(GB per GPU, how it was found): the measured peak where one was recorded, else the
-    formula's."""
+    """(GB per GPU, how): the measured peak where one was recorded, else the formula's."""
     measured = measured_need_gb(job, tp.measurement, plan)
     if measured is not None:
         return measured
@@ -344,8 +343,7 @@ def estimate(
     plan: dict,
     in_cache: Callable[[PlannedJob], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per (setup, job) plus a TOTAL row per setup; a job ``in_cache`` says the run cache
-    holds costs nothing."""
+    """One row per (setup, job) plus a TOTAL row per setup."""
     rows = []
     cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:

@@ -106,8 +106,7 @@ class _JobOverhead:
 
 
 def _checked_rows(p: Path, data: dict, section: str, value: str) -> list[dict[str, Any]]:
-    """The rows of a measurements-file section; PlanError names the first row that lacks a key or
-    has a kind not of _KINDS."""
+    """The rows of a measurements-file section; PlanError names the first bad one."""
     rows = data.get(section) or []
     for i, r in enumerate(rows):
         missing = [k for k in ("kind", "gpu", "params", value, "source") if k not in r]
@@ -226,7 +225,7 @@ class Reference:
 
     def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> _JobOverhead | None:
         """The measured overhead of a ``kind`` job of ``rule`` on ``gpu`` for a model of
-        ``params`` (5 %); one that names no rule holds for every rule of that kind."""
+        ``params`` (within 5 %); one that names no rule holds for every rule."""
         for o in self.job_overheads:
             if (
                 o.kind == kind

@@ -11,8 +11,7 @@ from ablate.core.planner.planned_jobs import PlannedJob
 
 
 def _checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
-    """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes
-    at all (``resume_every``, or a train job with ``save_steps``; any other job reruns whole)."""
+    """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes."""
     shape = job.train_shape or {}
     save, steps = job.resume_every or (shape.get("save_steps"), shape.get("max_steps"))
     if job.kind == "train" and save and steps and save < steps:
@@ -23,9 +22,8 @@ def _checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool
 def interruption_overhead(
     job: PlannedJob, base_s: float, compute_s: float, restart_s: float, params: float, plan: dict
 ) -> tuple[float | None, str]:
-    """Expected seconds restarts add to a job of ``base_s`` billed seconds (``compute_s`` of
-    them its own work; ``restart_s`` the overheads a retry repeats), and how; None when the job
-    is not expected to finish under the assumed rate."""
+    """Expected seconds restarts add to a job of ``base_s`` billed seconds, and how; None when
+    it is outbid faster than it progresses."""
     rate = plan["interruptible"]["per_hour"] / 3600
     interval, resumes = _checkpoint_interval(job, compute_s)
     copy_s = 0.0

@@ -111,8 +111,7 @@ def _sharded_masters_gb(
 def memory_need_gb(
     job: PlannedJob, params: float, plan: dict, gpus: int = 1, memory: float | None = None
 ) -> tuple[float, str]:
-    """GPU memory per GPU of ``job`` on ``gpus`` GPUs of ``memory`` GB each (GB) x (1 +
-    plan.memory_margin), and how it was counted."""
+    """GB per GPU of ``job`` on ``gpus`` GPUs of ``memory`` GB each, margin included, and how."""
     b = DTYPE_BYTES.get(job.dtype, 4)
     margin = plan["memory_margin"]
     states = OPTIM_STATES.get(job.optim or "", 2)

@@ -80,8 +80,7 @@ def machine_overhead(plan: dict) -> tuple[float, str]:
 
 def downloads_on(setup: Setup, jobs: list[PlannedJob]) -> dict[str, bool]:
     """Whether each job (by id) downloads its hub weights: on one rented machine only the first
-    job that loads a hub model (the hub cache keeps it for the next); else each job that loads
-    one (a fresh instance, or ``hub_models`` not named)."""
+    job that loads a hub model (the hub cache keeps it for the next)."""
     seen: set[str] = set()
     out = {}
     for j in jobs:

@@ -115,9 +115,8 @@ class StudyPlan:
 
 
 def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike) -> list[StudyPlan]:
-    """The planned jobs of every study the config runs (config key `studies`), grouped by the
-    vast profile: a job whose rule shares an instance group with its upstream job's rule runs on
-    that job's instance."""
+    """The planned jobs of every study the config plans; a job whose rule shares a vast profile
+    group with its upstream job's rule runs on that job's instance."""
     from ablate.core.planner.prices import vast_profile
 
     groups = vast_profile(config["plan"])["groups"]

@@ -225,8 +225,7 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
 
 
 def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.PathLike) -> dict:
-    """Write a fresh offers snapshot (the cheapest live offer of every setup, with the lowest
-    ``min_bid`` of its bid offers) for offline planning."""
+    """Write a fresh offers snapshot of live offers, for offline planning."""
     if not os.environ.get("VAST_API_KEY"):
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
     shapes = list(dict.fromkeys(replace(s, interruptible=False) for s in setups))

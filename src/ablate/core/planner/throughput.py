@@ -77,8 +77,7 @@ def _measured(
     plan: dict,
     target_peak: float | None,
 ) -> Throughput:
-    """The job's rate from its best measurement, per FLOPs/token and peak FLOP/s where they
-    differ."""
+    """The job's rate from its best measurement, scaled where FLOPs/token or GPU differ."""
     policy_note = (
         "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
     )
