@@ -15,19 +15,6 @@ from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.overheads import job_overhead
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
-
-def _hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
-    """(gpu_name, count) a provenance block says a job ran on; ("cpu", 1) without GPUs."""
-    hw = prov.get("hardware") if isinstance(prov, dict) else None
-    if not isinstance(hw, dict) or not hw:
-        return None
-    gpus = hw.get("gpus") or []
-    if not gpus:
-        return CPU, 1
-    name = ref.canonical_gpu(gpus[0])
-    return (name or gpus[0]), len(gpus)
-
-
 #: the phase of a job's record (ablate.core.outputs.phases) that is its own work, per kind
 _OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
@@ -48,13 +35,14 @@ def finished_job(job: PlannedJob, root: Path, ref: Reference) -> _FinishedJob | 
         return None
     data = read_json(root / job.record) or {}
     prov = provenance_of(data)
-    hw = _hardware_setup(prov, ref)
-    if hw is None:
+    hw = prov.get("hardware") if isinstance(prov, dict) else None
+    if not isinstance(hw, dict) or not hw:
         return None
+    gpus = hw.get("gpus") or []  # none: it ran on the CPU
+    gpu = (ref.canonical_gpu(gpus[0]) or gpus[0]) if gpus else CPU
     bench = benchmark_seconds(root / job.benchmark) if job.benchmark else None
-    return _FinishedJob(
-        data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
-    )
+    run_id = prov.get("run_id") or data.get("run_id")
+    return _FinishedJob(data, gpu, max(len(gpus), 1), run_id, prov.get("wall_time_s"), bench)
 
 
 def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, plan: dict) -> list:

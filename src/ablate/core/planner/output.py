@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import pandas as pd
@@ -72,10 +71,7 @@ def summary_lines(p: Plan) -> list[str]:
     lines += _memory_lines(jobs)
     # fastest first, a setup without a total last: the local CPU's total of a GPU study (221 days
     # for the real one) headed the list
-    totals = t[t["job"] == TOTAL]
-    totals = totals.assign(_order=totals["est_s"].fillna(math.inf)).sort_values(
-        "_order", kind="stable"
-    )
+    totals = t[t["job"] == TOTAL].sort_values("est_s", kind="stable", na_position="last")
     for _, r in totals.iterrows():
         act = ""
         if not pd.isna(r.get("actual_s")):
@@ -108,10 +104,8 @@ def _memory_lines(jobs: pd.DataFrame) -> list[str]:
         why = ", ".join(
             f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in no.iterrows()
         )
-        best = (
-            yes.assign(price=yes["price_per_hour"].fillna(math.inf))
-            .sort_values(["gpus", "price"])
-            .drop_duplicates("gpu")
+        best = yes.sort_values(["gpus", "price_per_hour"], na_position="last").drop_duplicates(
+            "gpu"
         )
         fit = ", ".join(
             f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in best.iterrows()
