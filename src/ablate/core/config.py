@@ -279,11 +279,15 @@ def configfile_error(
         return None
     targets = " ".join(os.path.relpath(f) for f in outputs)
     configs = " ".join(os.path.relpath(f) for f in configfiles if f not in outputs)
+    return _targets_first(targets, "an output of this workflow, not a config file", configs)
+
+
+def _targets_first(targets: str, what: str, configs: str, hint: str = "") -> str:
+    """The refusal of ``--configfile`` files that may be targets, with the command to type."""
     return (
-        f"--configfile {targets}: an output of this workflow, not a config file (a target typed "
-        f"after --configfile is read as one more config file); put targets first: "
-        f"snakemake [options] {targets} --configfile {configs or 'FILE'} "
-        f"(or write --configfile=FILE, which takes one file)"
+        f"--configfile {targets}: {what} (a target typed after --configfile is read as one more "
+        f"config file); {hint}put targets first: snakemake [options] {targets} --configfile "
+        f"{configs or 'FILE'} (or write --configfile=FILE, which takes one file)"
     )
 
 
@@ -368,11 +372,7 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
                     except ConfigError as exc:
                         return str(exc)
         configs = " ".join(c for c in files if c != f)
-        return (
-            f"--configfile {f}: {what} (a target typed after --configfile is read as one more "
-            f"config file); if it is a target, put targets first: snakemake [options] {f} "
-            f"--configfile {configs or 'FILE'} (or write --configfile=FILE, which takes one file)"
-        )
+        return _targets_first(f, what, configs, "if it is a target, ")
     return None
 
 
@@ -448,11 +448,8 @@ def whole_hint(number: float, bounds: dict[str, Any]) -> str:
     low, high = bounds.get("minimum"), bounds.get("maximum")
     if not number.is_integer():
         return "write a whole number"
-    if (
-        abs(number) < _EXACT_FLOAT
-        and (low is None or number >= low)
-        and (high is None or number <= high)
-    ):
+    in_bounds = (low is None or number >= low) and (high is None or number <= high)
+    if abs(number) < _EXACT_FLOAT and in_bounds:
         return f"write {int(number)}"
     if low is not None and high is not None:
         return f"write a whole number from {low} to {high}"
