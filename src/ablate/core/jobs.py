@@ -137,11 +137,9 @@ class StudyLayout(Protocol):
 
 @runtime_checkable
 class StudyStatus(Protocol):
-    """A study's side of STATUS.md. It may also give ``ablate runs``
-    (:mod:`ablate.core.reports.runs`) ``run_numbers(results)``, its headline numbers in a results
-    folder, and ``claims(results)``, its claims table's rows (``claim``, ``verdict``); and the end
-    of a run's summary (:func:`ablate.core.execution.terminal.run_summary`) ``answer(rows)``, its
-    answer to its question in one sentence from a claims table's rows (None: none to give)."""
+    """A study's side of STATUS.md; optionally ``run_numbers(results)`` and ``claims(results)``
+    for ``ablate runs``, and ``answer(rows)``, its answer in one sentence from a claims table's
+    rows (None: none), for a run's summary (:func:`ablate.core.execution.terminal.run_summary`)."""
 
     def headline(self, job: Job, record: dict[str, Any]) -> str:
         """A finished job's headline numbers, from its record."""

@@ -116,11 +116,8 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
             continue
         i = total[0]
         n_ran, n_here = rows["job"].isin(list(actuals)).sum(), rows["actual_s"].notna().sum()
-        df.loc[i, "status"] = (
-            NOT_RUN
-            if not n_ran
-            else (f"{n_ran} of {len(rows)} jobs ran, {n_here} with an actual time on this setup")
-        )
+        ran = f"{n_ran} of {len(rows)} jobs ran, {n_here} with an actual time on this setup"
+        df.loc[i, "status"] = ran if n_ran else NOT_RUN
         if len(rows) and n_here == len(rows):
             df.loc[i, "actual_s"] = round(rows["actual_s"].sum(), 1)
             df.loc[i, "actual_source"] = "sum of the jobs"

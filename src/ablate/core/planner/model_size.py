@@ -37,12 +37,10 @@ SIZES = (
     "num_attention_heads",
 )
 
-#: Per model type the arithmetic knows (:func:`counted_shape`): which projections carry a bias
-#: (``True``, or the config key that switches it), the norms of a layer (of the hidden size, of
-#: the head size; absent: 2 and none), and the defaults of transformers' config class of that
-#: type for the keys a config.json may leave out (``head_dim`` None: hidden_size / heads;
-#: ``num_key_value_heads`` None: one per head). tests/core/planner/test_model_size.py holds each
-#: to the meta-device build and to the config class's defaults.
+#: Per model type the arithmetic knows: which projections carry a bias (``True``, or the config
+#: key that switches it), the norms of a layer and of a head (absent: 2 and none), and the
+#: defaults of transformers' config class for keys a config.json may leave out (None: derived).
+#: tests/core/planner/test_model_size.py holds each to the meta-device build and those defaults.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "llama": {
         "qkv_bias": "attention_bias",
