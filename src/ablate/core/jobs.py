@@ -23,13 +23,10 @@ class Job:
     wildcards: dict[str, str]
     outputs: dict[str, str]  # the rule's output name -> path, in the rule's order
     log: str | None
-    #: the study's numbered stage (0, 1, 2, ...); None outside numbered stages
-    stage: int | None = None
-    #: what the planner forecasts (train, eval, probe, generate); None: not planned (local, cheap)
-    kind: str | None = None
+    stage: int | None = None  # the study's numbered stage (0, 1, 2, ...)
+    kind: str | None = None  # what the planner forecasts (train, eval, ...); None: not planned
     benchmark: str | None = None  # its Snakemake benchmark file
-    #: the output JSON whose provenance block records its config slice, hardware and wall time
-    record: str | None = None
+    record: str | None = None  # the output JSON whose provenance records its slice and hardware
     upstream: list[str] = field(default_factory=list)  # names of the jobs whose outputs it reads
     loads: str | None = None  # the job whose checkpoint it loads (a vast group shares its instance)
     serves: list[str] = field(default_factory=list)  # the configured units it serves (grid entries)

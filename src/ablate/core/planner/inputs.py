@@ -129,12 +129,10 @@ class Reference:
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
     job_overheads: list[_JobOverhead] = field(default_factory=list)
-    #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
+    #: token lengths of a bridge training example, of one SFT pair, per dataset
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: token lengths of one SFT pair per hub dataset (ablate.mask.plan), until a finetune records them
     sft_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: measured data-parallel speed-ups of training steps (:meth:`speedup`)
-    scaling: list[Scaling] = field(default_factory=list)
+    scaling: list[Scaling] = field(default_factory=list)  # measured data-parallel speed-ups
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:

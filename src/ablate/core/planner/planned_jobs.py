@@ -29,8 +29,7 @@ class PlannedJob:
     params: float | None  # parameters of the model it runs; None: unknown (params_source: why)
     params_source: str
     loads_hub_model: bool = False  # downloads the base weights from the hub
-    #: the hub models it loads (ids): on one rented machine each is downloaded once, by the
-    #: first job that loads it (empty: every such job downloads, the per-instance rule)
+    #: the hub models it loads: on one rented machine each downloads once (empty: every such job)
     hub_models: tuple[str, ...] = ()
     ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
@@ -41,31 +40,24 @@ class PlannedJob:
     #: trains under the loop's data-parallel recipes on more than one GPU (:mod:`.memory_need`, the
     #: measured ``scaling`` rows); False: replicated
     sharded: bool = False
-    #: its ``data_parallel`` setting (None: chosen by what fits, as the loop chooses)
-    data_parallel: str | None = None
+    data_parallel: str | None = None  # its ``data_parallel`` setting (None: by what fits)
     shape: ModelShape | None = None  # hidden size, layers (train: activations, gathered layers)
-    #: tokens of one forward of one process (train: activations); None: unknown
-    forward_tokens: float | None = None
+    forward_tokens: float | None = None  # of one forward of one process (train: activations)
     gradient_checkpointing: bool = False  # activation checkpointing (train: activations)
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
     compile_layers: bool = False  # compiled decoder layers (train): likewise
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
-    #: (every, of): a rerun resumes from a checkpoint written every ``every`` of its ``of`` steps
-    #: (an interruptible setup's restarts); None: from ``train_shape``'s save_steps, if any
+    #: (every, of) steps of the checkpoints a rerun resumes from; None: ``train_shape``'s, if any
     resume_every: tuple[int, int] | None = None
-    #: FLOPs per token for the FLOP estimate (None: 6 x params to train, 2 x for a forward); a job
-    #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
+    #: FLOPs per token for the FLOP estimate (None: 6 x params to train, 2 x for a forward)
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
     #: its memory per GPU is the peak measured for its work (:func:`.memory_need.measured_need_gb`)
     memory_measured: bool = False
-    #: what its row adds when it does not fit the GPU (the study's way to a fit); None: nothing
-    unfit_note: str | None = None
+    unfit_note: str | None = None  # what its row adds when it does not fit (the way to a fit)
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
-    #: GPUs it runs on (its ``gpu`` resource), capped at the setup's; None: all of the setup's
-    gpus: int | None = None
-    #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
-    after: list[str] | None = None
+    gpus: int | None = None  # its ``gpu`` resource, capped at the setup's; None: all of them
+    after: list[str] | None = None  # the jobs whose outputs it reads; None: every earlier one
     #: other work inside the job at its own rate, each {kind, policy, tokens, what} and an optional
     #: ``scaling_key`` (the bridge's generative evaluations during training)
     extra: list[dict[str, Any]] = field(default_factory=list)
