@@ -36,12 +36,9 @@ def sorted_tree(obj: Any) -> Any:
     return obj
 
 
-def config_files_error(
-    paths: list[str | os.PathLike], reserved: dict[str, str] | None = None
-) -> str | None:
+def config_files_error(paths: list[str | os.PathLike], reserved: dict[str, str]) -> str | None:
     """One line for the first config file that :func:`config_mapping` refuses or that sets a key
     of ``reserved`` (key -> why no config file sets it); None when every one is sound."""
-    reserved = reserved or {}
     for path in paths:
         try:
             content = config_mapping(path)
@@ -134,9 +131,8 @@ def _strict_types(checker: Any) -> Any:
 
 
 def check_set_keys(entries: list[str], hint: str = "") -> None:
-    """ConfigError naming the entries when two ``--set KEY=VALUE`` entries set one key, or one
-    sets a key inside another's (``a.b=1`` and ``a.b.c=2``): the last would win silently, or the
-    first be taken apart. ``hint``: how to give several values, where the command can."""
+    """ConfigError when two ``--set KEY=VALUE`` entries set one key, or one a key inside another's
+    (the last would win silently); ``hint``: how to give several values, where the command can."""
     seen: dict[str, str] = {}
     for entry in entries:
         key = entry.partition("=")[0].strip()
@@ -193,9 +189,8 @@ def validate_config(config: dict[str, Any]) -> None:
 
 
 def normalized(results: str) -> str:
-    """The one spelling of a ``results:`` value, as :func:`validate_config` leaves it:
-    ``./results`` and ``results/x/..`` are ``results`` (Snakemake keys its record of a job by the
-    output's path as written: :mod:`ablate.core.trees.results_origin`)."""
+    """The one spelling of a ``results:`` value (``./results`` is ``results``): Snakemake keys its
+    record of a job by the output's path as written (:mod:`ablate.core.trees.results_origin`)."""
     return os.path.normpath(results)
 
 
@@ -243,9 +238,8 @@ def subschema(pointer: str) -> dict[str, Any]:
 
 
 def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
-    """``{key: default}`` of an object schema (keys without a default left out), filled in as the
-    config's are (:func:`validator`'s ``fill_defaults``: through ``$ref``, so a study's extension
-    of a core node has the core's defaults too)."""
+    """``{key: default}`` of an object schema, filled in as the config's are (through ``$ref``, so
+    a study's extension of a core node has the core's defaults too)."""
     out: dict[str, Any] = {}
     for _ in validator(schema, fill_defaults=True).iter_errors(out):
         pass  # only the filling counts: an empty object may lack a required key
@@ -270,9 +264,8 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
 def configfile_error(
     configfiles: list[str | os.PathLike], results_dir: str | os.PathLike
 ) -> str | None:
-    """One line when a ``--configfile`` is a file under the results folder: a target typed after
-    ``--configfile``, which Snakemake read as one more config. A missing file never gets here:
-    Snakemake 9.27 opens every config file before it reads the workflow."""
+    """One line when a ``--configfile`` is a file under the results folder (a target typed after
+    it). A missing file never gets here: Snakemake 9.27 opens every config file first."""
     root = Path(results_dir).resolve()
     outputs = [f for f in configfiles if Path(f).resolve().is_relative_to(root)]
     if not outputs:
@@ -377,7 +370,7 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
 
 
 def schema_error(error: Any) -> str:
-    """One line for a jsonschema ``ValidationError`` of the config: the key path and what is wrong."""
+    """One line for a jsonschema ``ValidationError`` of the config: where and what is wrong."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     return f"invalid config at {where}: {error_words(error)}"
 
@@ -442,9 +435,8 @@ _EXACT_FLOAT = 2**53
 
 
 def whole_hint(number: float, bounds: dict[str, Any]) -> str:
-    """``write N`` for a float that is the whole number N the key may take (within ``bounds``'
-    ``minimum`` and ``maximum``, and exact: 1.0e+300 is no number anyone typed digit by digit);
-    else the range of whole numbers the key takes."""
+    """``write N`` for a float that is the whole number N the key may take (within ``bounds``, and
+    exact: 1.0e+300 is no number anyone typed); else the range of whole numbers it takes."""
     low, high = bounds.get("minimum"), bounds.get("maximum")
     if not number.is_integer():
         return "write a whole number"

@@ -94,10 +94,9 @@ def make_job(
     resources: dict[str, Any] | None = None,
     **kw: Any,
 ) -> Job:
-    """The one way a study builds a :class:`Job`: ``outputs`` (relative to the results folder)
-    under ``results``; its record the output named ``record``; its log and, if planned
-    (``kind``), its benchmark at :data:`LOG` and :data:`BENCHMARK`; its GPUs from its rule's
-    ``resources``."""
+    """The one way a study builds a :class:`Job`: ``outputs`` under ``results``, its record the
+    output named ``record``, its log and (if planned) benchmark at :data:`LOG` and
+    :data:`BENCHMARK`."""
     at = f"{results}/{{}}".format
     outputs = {k: at(o) for k, o in outputs.items()}
     return Job(

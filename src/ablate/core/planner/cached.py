@@ -56,9 +56,8 @@ def in_cache(
     root: str | os.PathLike,
     scripts: str | os.PathLike | None,
 ) -> Callable[[PlannedJob], bool] | None:
-    """Whether the run cache holds a job (:func:`~.estimate.estimate`'s ``in_cache``); None
-    without a run cache. ``specs``: job name -> its run-cache spec (None outside Snakemake). A job
-    it does not hold gets a note saying why."""
+    """Whether the run cache holds a job, None without a run cache; a job it does not hold gets a
+    note saying why. ``specs``: job name -> its run-cache spec (None outside Snakemake)."""
     cache = config.get("run_cache")
     if not cache:
         return None

@@ -202,9 +202,8 @@ class Reference:
     def speedup(
         self, kind: str, recipe: str, packing: bool, gpu: str, params: float, n: int
     ) -> tuple[float, str] | None:
-        """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe
-        and packing mode (its GPU first, then any; the nearest model size), another ``n`` than
-        measured through :attr:`Scaling.exchange`; None: no such row."""
+        """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe and
+        packing mode (its GPU first; the nearest model size); None: no such row."""
         rows = [r for r in self.scaling if (r.kind, r.recipe, r.packing) == (kind, recipe, packing)]
         rows = [r for r in rows if r.gpu == gpu] or rows
         if not rows:

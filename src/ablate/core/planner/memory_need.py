@@ -81,9 +81,8 @@ def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple
 
 
 def recipe_on(job: PlannedJob, params: float, gpus: int, memory: float | None) -> tuple[str, str]:
-    """The loop's data-parallel recipe of a train ``job`` on ``gpus`` GPUs of ``memory`` GB
-    (:func:`ablate.core.training.memory.data_parallel_recipe`; unknown memory: its weights
-    sharded, the least memory)."""
+    """The loop's data-parallel recipe of a train ``job`` on ``gpus`` GPUs of ``memory`` GB (unknown
+    memory: its weights sharded, the least memory)."""
     if memory is None and job.data_parallel is None:
         return RECIPES[1], "the GPU's memory unknown"
     return data_parallel_recipe(

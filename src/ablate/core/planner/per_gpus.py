@@ -20,8 +20,7 @@ def gpu_counts(
     jobs: list[PlannedJob], setups: list[Setup], ref: Reference, ms: list[Measurement], plan: dict
 ) -> dict[str, str]:
     """Each data-parallel training job's id -> its job time and speed-up on each of
-    :data:`_COUNTS` GPUs of the first GPU setup's GPU (``on H100 SXM GPUs of one machine: 1:
-    0:10:00 (1.00x); 2: ...``); empty without a GPU setup."""
+    :data:`_COUNTS` GPUs of the first GPU setup's GPU; empty without a GPU setup."""
     gpu = next((s.gpu for s in setups if s.gpu != CPU), None)
     if gpu is None:
         return {}
