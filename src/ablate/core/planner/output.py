@@ -95,22 +95,20 @@ def summary_lines(p: Plan) -> list[str]:
 def _memory_lines(jobs: pd.DataFrame) -> list[str]:
     """For the jobs that do not fit some setup: where not, and per GPU model the smallest setup
     where they fit (fewest GPUs, then the lowest price); jobs refused alike share a line."""
+
+    def needs(rows: pd.DataFrame) -> str:  # the job's need, not the setup's memory
+        return ", ".join(
+            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in rows.iterrows()
+        )
+
     said: dict[tuple[str, str], list[str]] = {}
     for job, rows in jobs.groupby("job", sort=False):
         no, yes = rows[rows["fits_memory"] == "no"], rows[rows["fits_memory"] == "yes"]
         if no.empty:
             continue
-        # the job's need, not the setup's memory ("(51 GB per GPU)" read both ways)
-        why = ", ".join(
-            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in no.iterrows()
-        )
-        best = yes.sort_values(["gpus", "price_per_hour"], na_position="last").drop_duplicates(
-            "gpu"
-        )
-        fit = ", ".join(
-            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in best.iterrows()
-        )
-        said.setdefault((why, fit or "none of the setups"), []).append(str(job))
+        best = yes.sort_values(["gpus", "price_per_hour"], na_position="last")
+        fit = needs(best.drop_duplicates("gpu")) or "none of the setups"
+        said.setdefault((needs(no), fit), []).append(str(job))
     return [
         f"memory: {', '.join(j)} {'does' if len(j) == 1 else 'do'} not fit {why} (the note says "
         f"why); the smallest setup of each GPU where {'it fits' if len(j) == 1 else 'they fit'}: "
