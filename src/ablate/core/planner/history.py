@@ -74,42 +74,37 @@ def _measurement(
     if params is None:
         return None
     where = f"{job.record} (run {done.run_id} on {done.count}x {done.gpu})"
-    if job.kind == "train":
-        tp = done.data.get("throughput") or {}
-        if not tp.get("train_tokens_per_s"):
-            return None
-        run_params = done.data.get("params") or {}
-        return Measurement(
-            kind="train",
-            policy=done.data.get("policy") or job.policy,
-            gpu=done.gpu,
-            params=params,
-            optim=run_params.get("optim"),
-            packing=bool(run_params.get("packing")),
-            compile_layers=bool(run_params.get("compile_layers")),
-            tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
-            origin="pipeline",
-            run_id=done.run_id,
-            job=job.id,
-            source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
-        )
-    secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
-    tokens = sp.tokens_of_run(job, done.data) or job.tokens
-    own = _OWN_WORK_PHASE.get(job.kind)
-    scored = (done.data.get("phases") or {}).get(own) if own else None
     this_run = dict(
         kind=job.kind,
-        policy=job.policy,
         gpu=done.gpu,
         params=params,
         origin="pipeline",
         run_id=done.run_id,
         job=job.id,
     )
+    if job.kind == "train":
+        tp = done.data.get("throughput") or {}
+        if not tp.get("train_tokens_per_s"):
+            return None
+        run_params = done.data.get("params") or {}
+        return Measurement(
+            **this_run,
+            policy=done.data.get("policy") or job.policy,
+            optim=run_params.get("optim"),
+            packing=bool(run_params.get("packing")),
+            compile_layers=bool(run_params.get("compile_layers")),
+            tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
+            source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
+        )
+    secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
+    tokens = sp.tokens_of_run(job, done.data) or job.tokens
+    own = _OWN_WORK_PHASE.get(job.kind)
+    scored = (done.data.get("phases") or {}).get(own) if own else None
     if tokens and isinstance(scored, (int, float)) and scored > 0:
         # the record says how long its own work took (ablate.core.outputs.phases): no model needed
         return Measurement(
             **this_run,
+            policy=job.policy,
             tokens_per_s=tokens / scored / done.count,
             source=f"{tokens:.4g} tokens in phases.{own} {scored:.4g} s, {where}",
         )
@@ -119,6 +114,7 @@ def _measurement(
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
         **this_run,
+        policy=job.policy,
         tokens_per_s=tokens / compute / done.count,
         source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load "
         f"{secs - compute:.3g} s, {where}",
