@@ -76,12 +76,8 @@ def config_schema() -> dict[str, Any]:
                 raise ConfigError(f"{study}'s config schema redefines $defs/{name}")
             schema["$defs"][name] = node
         schema["properties"][study] = part
-        schema["allOf"].append(
-            {
-                "if": {"properties": {"studies": {"contains": {"const": study}}}},
-                "then": {"required": [study]},
-            }
-        )
+        listed = {"properties": {"studies": {"contains": {"const": study}}}}
+        schema["allOf"].append({"if": listed, "then": {"required": [study]}})
     return schema
 
 

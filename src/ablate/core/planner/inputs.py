@@ -40,12 +40,9 @@ class Setup:
 
     @property
     def label(self) -> str:
-        one = self.machine and self.count == 1  # several GPUs are one machine anyway
-        return (
-            f"{self.count}x {self.gpu}"
-            + (" machine" if one else "")
-            + (" bid" if self.interruptible else "")
-        )
+        # several GPUs are one machine anyway
+        machine = " machine" if self.machine and self.count == 1 else ""
+        return f"{self.count}x {self.gpu}{machine}" + (" bid" if self.interruptible else "")
 
 
 @dataclass
