@@ -325,11 +325,9 @@ def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
         gpu, count = str(s["gpu"]), int(s.get("count", 1))
         if count < 1:
             raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
+        local = gpu == "local" or bool(s.get("local", gpu == CPU))
         if gpu == "local":
             gpu, count = _local_hardware(ref)
-            local = True
-        else:
-            local = bool(s.get("local", gpu == CPU))
         machine = not local and bool(s.get("machine", count > 1))
         if count > 1 and not local and not machine:
             raise PlanError(

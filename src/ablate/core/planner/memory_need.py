@@ -17,14 +17,11 @@ from ablate.core.training.memory import OPTIM_STATES, RECIPES, data_parallel_rec
 #: micro-batch changes, so weights and states cancel out.
 ACTIVATION_BYTES = 46
 _ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
-#: With gradient_checkpointing each layer keeps only its bf16 input (2 B per hidden unit) and one
-#: layer at a time recomputes its full activations in the backward (an assumption: not measured).
+#: With gradient_checkpointing a layer keeps only its bf16 input (an assumption: not measured).
 _CHECKPOINTED_INPUT_BYTES = 2
-#: Decoder layers the sharded recipe holds gathered at once besides the root (current + prefetched;
-#: FSDP2 does not reshard the root after the forward: the backward needs it at once).
+#: Decoder layers the sharded recipe holds gathered besides the root (current + prefetched).
 _IN_FLIGHT_LAYERS = 2
-#: Bytes per parameter of a gathered unit: bf16 parameters (2) and gradients (2), and the fp32
-#: copy of the gradients for the fp32 reduce-scatter (4).
+#: Bytes per parameter of a gathered unit: bf16 parameters and gradients, fp32 gradients.
 _IN_FLIGHT_BYTES = 8
 
 
