@@ -86,9 +86,7 @@ def summary_lines(p: Plan) -> list[str]:
         if (number(r.get("est_s")) or 0) >= 2 * 86400:  # 5318:30:20 reads as hours
             text = text.replace(" total", f" total ({r['est_s'] / 86400:.0f} days)", 1)
         lines.append(f"  {r['setup']:>14}: {text}{bid}{act}")
-    for src in info["prices"]:
-        if src.startswith("no price"):
-            lines.append(f"  missing price: {src}")
+    lines += [f"  missing price: {src}" for src in info["prices"] if src.startswith("no price")]
     return lines
 
 

@@ -42,10 +42,8 @@ def error_reason(total: Mapping[str, Any], jobs: Iterable[Mapping[str, Any]]) ->
     """Why a setup's estimate missed its actual time: how many of its jobs came from the FLOP
     estimate, and the largest miss; empty where the total has no error figure."""
     error = number(total.get("error_pct"))
-    if error is None:
-        return ""
     jobs = [j for j in jobs if number(j.get("error_pct")) is not None]
-    if not jobs:
+    if error is None or not jobs:
         return ""
     flop = sum(str(j.get("throughput_source") or "").startswith(FLOP_ESTIMATE) for j in jobs)
     worst = max(jobs, key=lambda j: abs(number(j["error_pct"])))
