@@ -32,9 +32,7 @@ def _check(
     if "error" in spec:
         return NOT_CHECKED + f"its rule could not be expanded ({spec['error']})"
     inputs = [str(root / p) for p in spec["inputs"]]
-    missing = [
-        p for p, full in zip(spec["inputs"], inputs, strict=True) if not os.path.exists(full)
-    ]
+    missing = [p for p in spec["inputs"] if not os.path.exists(root / p)]
     if missing:
         return NOT_CHECKED + (
             f"its input(s) {', '.join(missing)} do not exist yet, and the key holds their "
