@@ -16,18 +16,8 @@ import pandas as pd
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
-from ablate.core.planner.memory_need import (
-    fewest_gpus,
-    measured_need_gb,
-    memory_need_gb,
-    recipe_on,
-)
-from ablate.core.planner.overheads import (
-    downloads_on,
-    job_overhead,
-    machine_overhead,
-    rental_overhead,
-)
+from ablate.core.planner.memory_need import fewest_gpus, measured_need_gb, memory_need_gb, recipe_on
+from ablate.core.planner.overheads import downloads_on, job_overhead, rental_overhead
 from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
@@ -289,10 +279,13 @@ def _total_row(
         ]
         total_s = makespan(slots, s.count)
     boot = ""
-    if s.machine and total_s is not None:
-        boot_s, boot_what = machine_overhead(plan)
-        total_s += boot_s
-        boot = f"; + {boot_s:.0f} s to rent the machine once ({boot_what})"
+    if s.machine and total_s is not None:  # billed before its first job
+        o = plan["overheads"]
+        total_s += o["boot_s"] + o["setup_s"]
+        boot = (
+            f"; + {o['boot_s'] + o['setup_s']:.0f} s to rent the machine once "
+            f"(boot {o['boot_s']:.0f} + setup {o['setup_s']:.0f})"
+        )
     if side_by_side:
         how = (
             f"one {s.label} machine: jobs side by side on its {s.count} GPUs where their "

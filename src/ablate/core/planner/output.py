@@ -11,14 +11,7 @@ from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
 from ablate.core.planner.estimate import COLUMNS, UNMEASURED
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.plan import Plan
-from ablate.core.planner.totals import (
-    FLOP_ESTIMATE,
-    TOTAL,
-    error_reason,
-    hms,
-    number,
-    total_text,
-)
+from ablate.core.planner.totals import FLOP_ESTIMATE, TOTAL, error_reason, hms, number, total_text
 
 
 def failed_plan(message: str) -> Plan:

@@ -72,12 +72,6 @@ def rental_overhead(
     return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
 
-def machine_overhead(plan: dict) -> tuple[float, str]:
-    """Seconds a rented machine (``Setup.machine``) is billed before its first job: boot, setup."""
-    o = plan["overheads"]
-    return o["boot_s"] + o["setup_s"], f"boot {o['boot_s']:.0f} + setup {o['setup_s']:.0f}"
-
-
 def downloads_on(setup: Setup, jobs: list[PlannedJob]) -> dict[str, bool]:
     """Whether each job (by id) downloads its hub weights: on one rented machine only the first
     job that loads a hub model (the hub cache keeps it for the next)."""
