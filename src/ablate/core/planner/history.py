@@ -46,11 +46,8 @@ def finished_job(job: PlannedJob, root: Path, ref: Reference) -> _FinishedJob | 
 
 
 def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, plan: dict) -> list:
-    """Throughput this pipeline measured in earlier runs: train summaries, eval/probe timings.
-
-    Each run's model size comes from its study (the checkpoint it wrote or evaluated), so results
-    left by another config (the embedded tiny model) cannot pose as the 3B model.
-    """
+    """Throughput this pipeline measured in earlier runs. Each run's model size comes from its
+    study, so results left by another config (the embedded tiny model) cannot pose as the 3B one."""
     out: list[Measurement] = []
     for sp in plans:
         for job in sp.jobs:

@@ -139,10 +139,8 @@ def memory_need_gb(
 def measured_need_gb(
     job: PlannedJob, m: Measurement | None, plan: dict
 ) -> tuple[float, str] | None:
-    """GPU memory per GPU of ``job`` from the peak of ``m``, the measurement its rate comes from,
-    with the margin; None unless it asks for one (``memory_measured``) and ``m`` is of its kind
-    and policy and records a peak. A data-parallel job's processes each hold one process's rows,
-    so one GPU's peak at those rows is the peak per GPU."""
+    """GB per GPU of ``job`` from the peak of ``m``, the measurement its rate comes from, with the
+    margin; None unless it asks for it and ``m`` is of its kind and policy and records a peak."""
     if not job.memory_measured or m is None or m.peak_memory_gb is None:
         return None
     if m.kind != job.kind or m.policy != job.policy:

@@ -107,13 +107,8 @@ def _measured(
 def pick_throughput(
     job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
 ) -> Throughput:
-    """Best measured tokens/s for this job on this GPU, else the FLOP estimate.
-
-    A measurement counts for the same kind of work on a model within 5 % of its size; across GPUs
-    it is scaled by peak BF16 FLOP/s, never between CPU and GPU. The same packing mode comes early
-    in :func:`_best_measurement`'s preference: a step of short unpacked rows runs ~10x below a
-    packed one (docs/benchmarks.md).
-    """
+    """Best measured tokens/s for this job on this GPU, else the FLOP estimate. The packing mode
+    ranks early: a step of short unpacked rows runs ~10x below a packed one (docs/benchmarks.md)."""
     params = job.params
     if params is None:
         return Throughput(None, f"no throughput: {job.params_source}")
