@@ -396,8 +396,7 @@ def error_words(error: Any) -> str:
 
 
 def key_hint(error: Any) -> str | None:
-    """A "did you mean" for an unknown key (additional or unevaluated property): the closest
-    keys the schema allows at that path; None when nothing is close."""
+    """A "did you mean" for an unknown key: the closest keys the schema allows there, or None."""
     if error.validator not in ("additionalProperties", "unevaluatedProperties"):
         return None
     if not isinstance(error.instance, dict):

@@ -55,8 +55,7 @@ def load_yaml(source: str | bytes, where: str, *, value: bool = False) -> Any:
 
 
 def written_twice(where: str, key: str, reader: str, at: str = "") -> ConfigError:
-    """The refusal of a ``key`` written twice in one mapping of ``where``, which ``reader`` (YAML,
-    JSON) would read as the second alone."""
+    """The refusal of a ``key`` written twice in one mapping of ``where``."""
     return ConfigError(
         f"{where}: the key {key} is written twice{at} ({reader} would keep the second "
         "silently): delete one of them"

@@ -265,8 +265,7 @@ def _cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
 def _total_row(
     s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict], plan: dict
 ) -> dict[str, Any]:
-    """A setup's time and cost: its jobs in sequence, or side by side on a multi-GPU machine
-    (:func:`makespan`), plus a rented machine's boot and setup."""
+    """A setup's time and cost: its jobs in sequence, or side by side (:func:`makespan`)."""
     missing = [r["job"] for r in rows if r.get("est_s") is None]
     unfit = [r["job"] for r in rows if r.get("fits_memory") == "no"]
     unpriced = price.per_hour is None

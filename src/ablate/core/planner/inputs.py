@@ -69,8 +69,7 @@ class Measurement:
 @dataclass
 class Scaling:
     """A measured speed-up of a training step on ``gpus`` GPUs of one host against the one-GPU
-    default recipe on the same host (the same global batch), for a data-parallel ``recipe``
-    (ablate.core.training.memory.RECIPES)."""
+    default recipe (the same global batch), for a data-parallel ``recipe``."""
 
     kind: str
     gpu: str

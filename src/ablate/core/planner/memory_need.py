@@ -95,8 +95,7 @@ def recipe_on(job: PlannedJob, params: float, gpus: int, memory: float | None) -
 def _sharded_masters_gb(
     job: PlannedJob, params: float, states: int, gpus: int
 ) -> tuple[float, str]:
-    """Weights (16-bit) and their gathered copy, fp32 gradients, and 1/``gpus`` of the fp32
-    masters and states: :mod:`ablate.core.training.sharded_masters`."""
+    """Sharded masters on ``gpus`` GPUs (:mod:`ablate.core.training.sharded_masters`)."""
     per = 2 * 2 + 4 + 4 * (1 + states) / gpus
     return params * per / 1e9, (
         f"{per:.3g} B/param (bf16 weights + their gathered copy + fp32 grads, fp32 masters and "

@@ -84,7 +84,8 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, missing: str = "")
         o = min(offers, key=lambda o: o["dph_total"] / int(o["num_gpus"]))
         per_gpu = o["dph_total"] / int(o["num_gpus"])
         per_hour = per_gpu * setup.count
-        what = f"per-GPU rate {per_gpu:g} $/h x {setup.count} (no {setup.count}-GPU offer in the snapshot)"
+        n = setup.count
+        what = f"per-GPU rate {per_gpu:g} $/h x {n} (no {n}-GPU offer in the snapshot)"
     note = f"; {o['note']}" if o.get("note") else ""
     return Price(per_hour, f"{where}: {what}{note}", snap["captured_at"])
 
@@ -125,9 +126,8 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
-    """Cheapest on-demand Vast offer per setup (an interruptible one: the lowest ``min_bid``),
-    searched with the executor plugin's own query of the vast profile's settings, so the price is
-    that of the instance the pipeline would rent. ``VAST_URL`` selects the API server."""
+    """Cheapest on-demand Vast offer per setup (an interruptible one: the lowest ``min_bid``), by
+    the executor plugin's own query: the price of the instance the pipeline would rent."""
     from snakemake_executor_plugin_vastai import ExecutorSettings, build_offer_query
     from vastai import VastAI
 
