@@ -116,8 +116,7 @@ def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike)
     # both keys have their defaults from the schemas (config.schema.yaml, plan.schema.yaml)
     wanted = config["plan"]["studies"]
     for name in [s for s in config["studies"] if s in wanted]:
-        module = studies.side(name, "plan")
-        got = module.study_plan(config, ref, Path(root))
+        got = studies.side(name, "plan").study_plan(config, ref, Path(root))
         for sp in got if isinstance(got, list) else [got]:  # a plan, or one per studied model
             rules = {j.id: j.rule for j in sp.jobs}
             for j in sp.jobs:
