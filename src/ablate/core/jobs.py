@@ -52,9 +52,8 @@ BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
 #: terminal and in its log; ``ablate runs`` reads them back (:func:`said`).
 JOB_LINE = "[job] {label}: {text}"
 RESTORED_LINE = "restored from the run cache"  # how a restored job's text begins
-#: What a job says that the run cache never restores, its output being of the tree as it is now,
-#: not of its declared inputs (ablate.job_script.log_only's ``remade``): not ``ran``, so a revert
-#: that restores every job says no "ran".
+#: What a job says that the run cache never restores (its output is of the tree as it is now):
+#: not ``ran``, so a revert that restores every job says no "ran".
 REMADE_LINE = "remade in {seconds:.0f} s from the tree as it is now (never restored: {why})"
 
 

@@ -100,8 +100,7 @@ def _kind(content: Any) -> str:
     return f"the single value {' '.join(repr(content).split())[:60]}"
 
 
-#: How a YAML error's kind is fixed (its class name), for :func:`yaml_error_line`; a syntax
-#: error's by default.
+#: How a YAML error of each kind (its class name) is fixed; a syntax error's by default.
 _YAML_FIXES = {
     "ConstructorError": "write a plain YAML value there, without the tag (a config holds no "
     "Python objects or custom tags)",

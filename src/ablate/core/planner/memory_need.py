@@ -12,9 +12,8 @@ from ablate.core.planner.overheads import DTYPE_BYTES
 from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.training.memory import OPTIM_STATES, RECIPES, data_parallel_recipe
 
-#: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
-#: activation checkpointing (logits and loss included): the slope of measured peaks where only the
-#: micro-batch changes, so weights and states cancel out.
+#: Activation bytes per token, decoder layer and hidden unit of a bf16 training step (logits and
+#: loss included): the slope of measured peaks where only the micro-batch changes.
 ACTIVATION_BYTES = 46
 _ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
 #: With gradient_checkpointing a layer keeps only its bf16 input (an assumption: not measured).

@@ -37,8 +37,7 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
-    #: trains under the loop's data-parallel recipes on more than one GPU (:mod:`.memory_need`, the
-    #: measured ``scaling`` rows); False: replicated
+    #: trains under the loop's data-parallel recipes on several GPUs; False: replicated
     sharded: bool = False
     data_parallel: str | None = None  # its ``data_parallel`` setting (None: by what fits)
     shape: ModelShape | None = None  # hidden size, layers (train: activations, gathered layers)
