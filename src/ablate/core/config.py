@@ -19,17 +19,12 @@ from typing import Any
 
 from ablate.core.user_yaml import ConfigError, config_mapping, load_config_file
 
-#: The file name of a schema shipped in a package: ``<name>.schema.yaml``.
-_SCHEMA_SUFFIX = ".schema.yaml"
-
 
 def schema_path(package: str, name: str = "config") -> Path:
-    """A schema shipped as package data (an installed wheel has it too): ``config`` of
-    ``ablate.core`` is the core part of the pipeline's config schema, ``config`` of a study's
-    package its part, ``plan`` of ``ablate.core`` the planner's block."""
+    """The schema ``<name>.schema.yaml`` shipped as package data (an installed wheel has it too)."""
     from importlib.resources import files
 
-    return Path(str(files(package).joinpath(name + _SCHEMA_SUFFIX)))
+    return Path(str(files(package).joinpath(name + ".schema.yaml")))
 
 
 def sorted_tree(obj: Any) -> Any:
@@ -41,15 +36,9 @@ def sorted_tree(obj: Any) -> Any:
     return obj
 
 
-def config_files_error(
-    paths: list[str | os.PathLike], reserved: dict[str, str] | None = None
-) -> str | None:
-    """One line for the first of these config files that YAML cannot read or that is no mapping
-    (:func:`config_mapping`: a key written twice, a binary file, a list), or that sets a key of
-    ``reserved`` (key -> why no config file sets it, and what to write instead); None when every
-    one is sound. The Snakefile runs it on the config files Snakemake has already read, before
-    any job."""
-    reserved = reserved or {}
+def config_files_error(paths: list[str | os.PathLike], reserved: dict[str, str]) -> str | None:
+    """One line for the first config file that :func:`config_mapping` refuses or that sets a key
+    of ``reserved`` (key -> why no config file sets it); None when every one is sound."""
     for path in paths:
         try:
             content = config_mapping(path)
@@ -69,9 +58,7 @@ def _load(path: Path) -> dict[str, Any]:
 @functools.cache
 def config_schema() -> dict[str, Any]:
     """The pipeline's config schema, the one place its keys and defaults are stated: the core
-    part, each registered study's part as the property of its name (required when ``studies``
-    lists it; its ``$defs`` joined to the core's) and the plan's block as ``plan``; the registry
-    fills in the core's enums of studies and of attention backends."""
+    part, each registered study's part under its name and the plan's block as ``plan``."""
     from ablate import studies
 
     schema = _load(schema_path("ablate.core"))
@@ -89,19 +76,14 @@ def config_schema() -> dict[str, Any]:
                 raise ConfigError(f"{study}'s config schema redefines $defs/{name}")
             schema["$defs"][name] = node
         schema["properties"][study] = part
-        schema["allOf"].append(
-            {
-                "if": {"properties": {"studies": {"contains": {"const": study}}}},
-                "then": {"required": [study]},
-            }
-        )
+        listed = {"properties": {"studies": {"contains": {"const": study}}}}
+        schema["allOf"].append({"if": listed, "then": {"required": [study]}})
     return schema
 
 
 def validator(schema: dict[str, Any], fill_defaults: bool = False) -> Any:
-    """The one jsonschema validator (the config schema's draft) of ``schema``; with
-    ``fill_defaults`` it sets each missing property that has a default as it validates (as
-    Snakemake's ``validate(..., set_default=True)`` does)."""
+    """The one jsonschema validator (the config schema's draft) of ``schema``; ``fill_defaults``
+    sets each missing property's default as it validates."""
     return _validator_class(fill_defaults)(schema)
 
 
@@ -145,9 +127,8 @@ def _strict_types(checker: Any) -> Any:
 
 
 def check_set_keys(entries: list[str], hint: str = "") -> None:
-    """ConfigError naming the entries when two ``--set KEY=VALUE`` entries set one key, or one
-    sets a key inside another's (``a.b=1`` and ``a.b.c=2``): the last would win silently, or the
-    first be taken apart. ``hint``: how to give several values, where the command can."""
+    """ConfigError when two ``--set KEY=VALUE`` entries set one key, or one a key inside another's
+    (the last would win silently); ``hint``: how to give several values, where the command can."""
     seen: dict[str, str] = {}
     for entry in entries:
         key = entry.partition("=")[0].strip()
@@ -189,10 +170,8 @@ def finite_float(text: str) -> float:
 
 
 def validate_config(config: dict[str, Any]) -> None:
-    """Check a whole pipeline config against :func:`config_schema`, filling in every default
-    (``studies`` unset: the studies whose section the config has; ``plan.studies`` unset: those
-    of them whose forecast is not opt-in). Raises the first ``jsonschema.ValidationError``
-    (:func:`schema_error` words it in one line)."""
+    """Check a whole pipeline config against :func:`config_schema`, filling in every default;
+    raises the first ``jsonschema.ValidationError`` (:func:`schema_error` words it)."""
     from ablate import studies
 
     if error := non_text_key(config):
@@ -206,9 +185,8 @@ def validate_config(config: dict[str, Any]) -> None:
 
 
 def normalized(results: str) -> str:
-    """The one spelling of a ``results:`` value, as :func:`validate_config` leaves it:
-    ``./results`` and ``results/x/..`` are ``results`` (Snakemake keys its record of a job by the
-    output's path as written: :mod:`ablate.core.trees.results_origin`)."""
+    """The one spelling of a ``results:`` value (``./results`` is ``results``): Snakemake keys its
+    record of a job by the output's path as written (:mod:`ablate.core.trees.results_origin`)."""
     return os.path.normpath(results)
 
 
@@ -256,9 +234,8 @@ def subschema(pointer: str) -> dict[str, Any]:
 
 
 def defaults_of(schema: dict[str, Any]) -> dict[str, Any]:
-    """``{key: default}`` of an object schema (keys without a default left out), filled in as the
-    config's are (:func:`validator`'s ``fill_defaults``: through ``$ref``, so a study's extension
-    of a core node has the core's defaults too)."""
+    """``{key: default}`` of an object schema, filled in as the config's are (through ``$ref``, so
+    a study's extension of a core node has the core's defaults too)."""
     out: dict[str, Any] = {}
     for _ in validator(schema, fill_defaults=True).iter_errors(out):
         pass  # only the filling counts: an empty object may lack a required key
@@ -283,37 +260,31 @@ def check(obj: Any, schema: dict[str, Any], what: str) -> None:
 def configfile_error(
     configfiles: list[str | os.PathLike], results_dir: str | os.PathLike
 ) -> str | None:
-    """One line when a ``--configfile`` is a file under the results folder: a target typed after
-    ``--configfile``, which takes several files, so Snakemake read the target as one more config
-    (a JSON record merges its keys into the config). None when every file is outside it.
-
-    A file that does not exist (a missing config, or a target not made yet) never gets here:
-    Snakemake 9.27 opens every config file before it reads the workflow, and reports a missing one
-    with its own traceback (``FileNotFoundError ... '<path>'``)."""
+    """One line when a ``--configfile`` is a file under the results folder (a target typed after
+    it). A missing file never gets here: Snakemake 9.27 opens every config file first."""
     root = Path(results_dir).resolve()
     outputs = [f for f in configfiles if Path(f).resolve().is_relative_to(root)]
     if not outputs:
         return None
     targets = " ".join(os.path.relpath(f) for f in outputs)
     configs = " ".join(os.path.relpath(f) for f in configfiles if f not in outputs)
+    return _targets_first(targets, "an output of this workflow, not a config file", configs)
+
+
+def _targets_first(targets: str, what: str, configs: str, hint: str = "") -> str:
+    """The refusal of ``--configfile`` files that may be targets, with the command to type."""
     return (
-        f"--configfile {targets}: an output of this workflow, not a config file (a target typed "
-        f"after --configfile is read as one more config file); put targets first: "
-        f"snakemake [options] {targets} --configfile {configs or 'FILE'} "
-        f"(or write --configfile=FILE, which takes one file)"
+        f"--configfile {targets}: {what} (a target typed after --configfile is read as one more "
+        f"config file); {hint}put targets first: snakemake [options] {targets} --configfile "
+        f"{configs or 'FILE'} (or write --configfile=FILE, which takes one file)"
     )
 
 
 def typed_config_args(entries: list[str] | None) -> dict[str, Any]:
-    """The nested values of ``--config KEY=VALUE`` entries, typed as a config file types them.
-
-    Snakemake tries a top-level value as int, float and bool, but reads a nested one
-    (``mask={finetune: {defaults: {max_steps: 5}}}``) with YAML's base loader, which types
-    nothing: every leaf is text, and the schema then refuses ``'5'``. Merged over the config
-    (``snakemake.utils.update_config``), these replace those leaves with YAML's own reading of the
-    same text. A top-level boolean too: Snakemake reads only ``True`` and ``False`` as one, so
-    ``allow_cpu=true`` stayed the text ``'true'``. Other top-level scalars are left out: Snakemake
-    has typed them already (int, float)."""
+    """The nested values and booleans of ``--config KEY=VALUE`` entries, typed as a config file
+    types them, to merge over the config: Snakemake reads a nested value with YAML's base loader,
+    which leaves every leaf text (the schema then refuses ``'5'``), and takes only ``True`` and
+    ``False`` as a boolean (``allow_cpu=true`` stayed ``'true'``)."""
     import yaml
 
     typed: dict[str, Any] = {}
@@ -352,9 +323,8 @@ def add_configfiles_option(parser: argparse.ArgumentParser, files: str) -> None:
 
 
 def configfile_args(argv: list[str]) -> list[str]:
-    """The files a ``snakemake`` command line gives ``--configfile``: every word after the flag
-    up to the next option (the flag takes several, as Snakemake's parser reads it), and the one
-    of ``--configfile=FILE``."""
+    """The files a ``snakemake`` command line gives ``--configfile``, as Snakemake's parser reads
+    them."""
     files: list[str] = []
     taking = False
     for word in argv:
@@ -369,13 +339,10 @@ def configfile_args(argv: list[str]) -> list[str]:
 
 
 def unreadable_configfile_error(argv: list[str]) -> str | None:
-    """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config: a
-    target typed after ``--configfile`` (a table, a picture), a file that does not exist, or a
-    YAML or JSON file with a syntax error (:func:`yaml_error_line`: file, line, column); None
-    when each one reads as a mapping. Snakemake reads config files in its command line, before
-    any workflow file runs, and stops there with a traceback (``UnicodeDecodeError``,
-    ``FileNotFoundError``) or a line that names no file; the workflow profile
-    (profiles/default/config.yaml) runs this while Snakemake reads it, before that."""
+    """One line for a ``--configfile`` of ``argv`` that Snakemake cannot read as a config (a
+    target typed after it, a missing file, a syntax error); None when each reads. Snakemake
+    stops on one with a traceback before any workflow file runs, so the workflow profile runs
+    this first."""
     from snakemake.common.configfile import load_configfile
 
     files = configfile_args(argv)
@@ -394,26 +361,19 @@ def unreadable_configfile_error(argv: list[str]) -> str | None:
                     except ConfigError as exc:
                         return str(exc)
         configs = " ".join(c for c in files if c != f)
-        return (
-            f"--configfile {f}: {what} (a target typed after --configfile is read as one more "
-            f"config file); if it is a target, put targets first: snakemake [options] {f} "
-            f"--configfile {configs or 'FILE'} (or write --configfile=FILE, which takes one file)"
-        )
+        return _targets_first(f, what, configs, "if it is a target, ")
     return None
 
 
 def schema_error(error: Any) -> str:
-    """One line for a jsonschema ``ValidationError`` of the config: the key path and what is
-    wrong (:func:`error_words`)."""
+    """One line for a jsonschema ``ValidationError`` of the config: where and what is wrong."""
     where = ".".join(str(p) for p in error.absolute_path) or "<top level>"
     return f"invalid config at {where}: {error_words(error)}"
 
 
-#: The schema keyword that says in words what a string node's ``pattern`` admits (a refusal
-#: names it, not the regex).
+#: The schema keywords that say in words what a node's ``pattern`` admits and why its ``not``
+#: refuses a value: a refusal names them, not the regex or the schema it matched.
 PATTERN_MEANING = "patternMeaning"
-#: The schema keyword that says in words why a node's ``not`` refuses a value (a name reserved
-#: for something else: a refusal says what for, not the schema it matched).
 _NOT_MEANING = "notMeaning"
 #: A failed schema keyword -> the keyword beside it that says the refusal in words.
 MEANINGS = {"pattern": PATTERN_MEANING, "not": _NOT_MEANING}
@@ -421,30 +381,22 @@ MEANINGS = {"pattern": PATTERN_MEANING, "not": _NOT_MEANING}
 
 def error_words(error: Any) -> str:
     """What is wrong, for a jsonschema ``ValidationError``: the schema's message (a failed
-    ``pattern`` or ``not`` as its node's :data:`MEANINGS` keyword says it, not as the regex or
-    the schema) and what to write instead (:func:`_error_hint`)."""
+    ``pattern`` or ``not`` in its node's :data:`MEANINGS` words) and what to write instead."""
     message = error.message
     word = MEANINGS.get(error.validator)
     means = error.schema.get(word) if word and isinstance(error.schema, dict) else None
     if means:
         message = f"{error.instance!r} is not {means}"
-    hint = _error_hint(error)
+    if error.validator == "type":
+        bounds = error.schema if isinstance(error.schema, dict) else {}
+        hint = number_hint(error.instance, error.validator_value, bounds)
+    else:
+        hint = key_hint(error)
     return message + (f": {hint}" if hint else "")
 
 
-def _error_hint(error: Any) -> str | None:
-    """What to write instead, for a jsonschema ``ValidationError``: the number a value of the
-    wrong type means (:func:`number_hint`, within the node's bounds), else the key an unknown
-    one may be (:func:`key_hint`); None when there is nothing to say."""
-    if error.validator == "type":
-        bounds = error.schema if isinstance(error.schema, dict) else {}
-        return number_hint(error.instance, error.validator_value, bounds)
-    return key_hint(error)
-
-
 def key_hint(error: Any) -> str | None:
-    """A "did you mean" for an unknown key (additional or unevaluated property): the closest
-    keys the schema allows at that path; None when nothing is close."""
+    """A "did you mean" for an unknown key: the closest keys the schema allows there, or None."""
     if error.validator not in ("additionalProperties", "unevaluatedProperties"):
         return None
     if not isinstance(error.instance, dict):
@@ -478,17 +430,13 @@ _EXACT_FLOAT = 2**53
 
 
 def whole_hint(number: float, bounds: dict[str, Any]) -> str:
-    """``write N`` for a float that is the whole number N the key may take (within ``bounds``'
-    ``minimum`` and ``maximum``, and exact: 1.0e+300 is no number anyone typed digit by digit);
-    else the range of whole numbers the key takes."""
+    """``write N`` for a float that is the whole number N the key may take (within ``bounds``, and
+    exact: 1.0e+300 is no number anyone typed); else the range of whole numbers it takes."""
     low, high = bounds.get("minimum"), bounds.get("maximum")
     if not number.is_integer():
         return "write a whole number"
-    if (
-        abs(number) < _EXACT_FLOAT
-        and (low is None or number >= low)
-        and (high is None or number <= high)
-    ):
+    in_bounds = (low is None or number >= low) and (high is None or number <= high)
+    if abs(number) < _EXACT_FLOAT and in_bounds:
         return f"write {int(number)}"
     if low is not None and high is not None:
         return f"write a whole number from {low} to {high}"
@@ -505,10 +453,8 @@ _SCIENTIFIC = re.compile(r"([-+]?)([0-9_]*)(?:\.([0-9_]*))?[eE]([-+]?)([0-9]+)")
 def number_hint(
     value: Any, wanted: str | list[str], bounds: dict[str, Any] | None = None
 ) -> str | None:
-    """What to write for ``value``, which the schema did not take as ``wanted`` (a JSON-schema
-    type or list of them): for a string that reads as a number, that number; for a float, a
-    finite one, or a whole number where the key takes only those (:func:`whole_hint`, within
-    ``bounds``: the node's ``minimum`` and ``maximum``). None when it is none of these."""
+    """What to write for ``value``, which the schema did not take as ``wanted`` (a type or list),
+    where it reads as a number within ``bounds`` (the node's ``minimum`` and ``maximum``)."""
     types = {wanted} if isinstance(wanted, str) else set(wanted)
     if not types & {"number", "integer"}:
         return None

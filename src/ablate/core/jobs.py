@@ -1,20 +1,9 @@
 """One job type and the study parts: what a study hands the rules, STATUS and the planner.
 
-Every study's job list (its layout module's ``jobs(config)``) returns :class:`Job` rows. The
-rules take their files from them, STATUS (:mod:`ablate.core.reports.status`) shows one row per job,
-the planner (:mod:`ablate.core.planner`) forecasts the jobs with a ``kind``. What only one study
-needs rides in ``labels`` (a model, policy or variant of one study).
-
-A study is three modules, named in the registry :mod:`ablate.studies` (outside the core):
-
-- its **layout** (:class:`StudyLayout`; no torch, the Snakefile imports it at parse time): the
-  file patterns, the job list (each job with its config slice), the files a full run of the
-  study ends with, what of its config section its forecast depends on; its jobs built by
-  :func:`make_job` (one convention for outputs, record, log and benchmark paths);
-- its **status** side (:class:`StudyStatus`): a record's headline numbers, why a finished job is
-  stale (the config keys changed since its record was written), key results, the forecast;
-- its **plan** side (:class:`StudyPlanner`): the planner's inputs, a
-  :class:`ablate.core.planner.planned_jobs.StudyPlan` of its planned jobs.
+A study is three modules named in the registry :mod:`ablate.studies`: its layout
+(:class:`StudyLayout`; no torch, the Snakefile imports it at parse time), its status side
+(:class:`StudyStatus`) and its plan side (:class:`StudyPlanner`); docs/design.md, "Adding a study".
+What only one study needs rides in ``Job.labels``.
 """
 
 from __future__ import annotations
@@ -26,8 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 
 @dataclass
 class Job:
-    """One job of a study, as the rules run it. Paths are relative to the working directory
-    (the results folder included), as Snakemake names them."""
+    """One job of a study, as the rules run it; paths as Snakemake names them."""
 
     study: str
     rule: str
@@ -35,13 +23,10 @@ class Job:
     wildcards: dict[str, str]
     outputs: dict[str, str]  # the rule's output name -> path, in the rule's order
     log: str | None
-    #: the study's numbered stage (0, 1, 2, ...); None outside numbered stages
-    stage: int | None = None
-    #: what the planner forecasts (train, eval, probe, generate); None: not planned (local, cheap)
-    kind: str | None = None
+    stage: int | None = None  # the study's numbered stage (0, 1, 2, ...)
+    kind: str | None = None  # what the planner forecasts (train, eval, ...); None: not planned
     benchmark: str | None = None  # its Snakemake benchmark file
-    #: the output JSON whose provenance block records its config slice, hardware and wall time
-    record: str | None = None
+    record: str | None = None  # the output JSON whose provenance records its slice and hardware
     upstream: list[str] = field(default_factory=list)  # names of the jobs whose outputs it reads
     loads: str | None = None  # the job whose checkpoint it loads (a vast group shares its instance)
     serves: list[str] = field(default_factory=list)  # the configured units it serves (grid entries)
@@ -57,21 +42,18 @@ class Job:
         return " ".join(self.serves) if self.stage is None else str(self.stage)
 
 
-#: Where a job's log and, a planned job's (it has a ``kind``), benchmark go, relative to the
-#: results folder: one folder per rule (``folder``), one file per job (``stem``: the rule's log and
-#: benchmark patterns hold its wildcards). A study's log and benchmark patterns are these.
+#: Where a job's log and a planned job's benchmark go, relative to the results folder: one folder
+#: per rule, one file per job (``stem`` holds the rule's wildcards).
 LOG = "logs/{folder}/{stem}.log"
 BENCHMARK = "benchmarks/{folder}/{stem}.tsv"
 
 
 #: A job's one line (ablate.job_script.say: ``ran in 41 s``, or how it was restored), on the
-#: terminal and in its log; a restored job's text begins with :data:`RESTORED_LINE`
-#: (ablate.core.reruns.runcache). ``ablate runs`` reads them back (:func:`said`).
+#: terminal and in its log; ``ablate runs`` reads them back (:func:`said`).
 JOB_LINE = "[job] {label}: {text}"
-RESTORED_LINE = "restored from the run cache"
-#: What a job says that the run cache never restores, its output being of the tree as it is now,
-#: not a function of its declared inputs (STATUS, the plan: ablate.job_script.log_only's
-#: ``remade``): what it did and why, not ``ran`` (a revert that restores every job says no "ran").
+RESTORED_LINE = "restored from the run cache"  # how a restored job's text begins
+#: What a job says that the run cache never restores (its output is of the tree as it is now):
+#: not ``ran``, so a revert that restores every job says no "ran".
 REMADE_LINE = "remade in {seconds:.0f} s from the tree as it is now (never restored: {why})"
 
 
@@ -111,11 +93,9 @@ def make_job(
     resources: dict[str, Any] | None = None,
     **kw: Any,
 ) -> Job:
-    """The one way a study builds a :class:`Job`: ``outputs`` (relative to the results folder,
-    the rule's order) under ``results``; its record the output named ``record``; its log and, if
-    planned (``kind``), its benchmark in ``folder`` named ``stem`` (:data:`LOG`,
-    :data:`BENCHMARK`); its GPUs from its rule's ``resources`` group (None: runs local); ``kw``:
-    the other :class:`Job` fields."""
+    """The one way a study builds a :class:`Job`: ``outputs`` under ``results``, its record the
+    output named ``record``, its log and (if planned) benchmark at :data:`LOG` and
+    :data:`BENCHMARK`."""
     at = f"{results}/{{}}".format
     outputs = {k: at(o) for k, o in outputs.items()}
     return Job(
@@ -152,11 +132,9 @@ class StudyLayout(Protocol):
 
 @runtime_checkable
 class StudyStatus(Protocol):
-    """A study's side of STATUS.md. It may also give ``ablate runs``
-    (:mod:`ablate.core.reports.runs`) ``run_numbers(results)``, its headline numbers in a results
-    folder, and ``claims(results)``, its claims table's rows (``claim``, ``verdict``); and the end
-    of a run's summary (:func:`ablate.core.execution.terminal.run_summary`) ``answer(rows)``, its
-    answer to its question in one sentence from a claims table's rows (None: none to give)."""
+    """A study's side of STATUS.md; optionally ``run_numbers(results)`` and ``claims(results)``
+    for ``ablate runs``, and ``answer(rows)``, its answer in one sentence from a claims table's
+    rows (None: none), for a run's summary (:func:`ablate.core.execution.terminal.run_summary`)."""
 
     def headline(self, job: Job, record: dict[str, Any]) -> str:
         """A finished job's headline numbers, from its record."""

@@ -1,10 +1,7 @@
 """``ablate map``: the module map of docs/design.md, generated from the code so it cannot drift.
 
-Every package under ``src/`` and each of its modules, a line each: the first sentence of its
-docstring, read from the source (no import, no torch). ``ablate map --write`` renders it into
-:data:`PAGE` between :data:`BEGIN` and :data:`END`; tests/guards/test_module_map.py fails while
-the page and the code differ (a module added, renamed or removed, or a docstring's first sentence
-changed). Run from the checkout.
+Each package and module under ``src/`` gets a line, the first sentence of its docstring, read from
+the source (no import); tests/guards/test_module_map.py fails while the page and the code differ.
 """
 
 from __future__ import annotations
@@ -43,14 +40,8 @@ def _summary(path: Path) -> str:
     return re.sub(r"``([^`]+)``", r"`\1`", first).replace("|", "\\|")
 
 
-def _packages(source: Path) -> list[Path]:
-    """Every package folder under ``source`` (a folder with an ``__init__.py``), in name order."""
-    return sorted(init.parent for init in source.rglob("__init__.py"))
-
-
 def _package_table(source: Path, package: Path) -> str:
-    """A package's section: its dotted name, its docstring's first sentence, a line for each
-    module (``__init__`` left out) and each subpackage (``name/``)."""
+    """A package's section: its name and first sentence, a line per module and subpackage."""
     rows = [
         (p.stem, _summary(p)) for p in sorted(package.glob("*.py")) if p.name != "__init__.py"
     ] + [
@@ -67,8 +58,9 @@ def _package_table(source: Path, package: Path) -> str:
 
 
 def render(source: Path = SOURCE) -> str:
-    """The map: a section per package under ``source``."""
-    return "\n\n".join(_package_table(source, p) for p in _packages(source))
+    """The map: a section per package under ``source``, in name order."""
+    packages = sorted(init.parent for init in source.rglob("__init__.py"))
+    return "\n\n".join(_package_table(source, p) for p in packages)
 
 
 def page_map(page: Path = PAGE) -> str:

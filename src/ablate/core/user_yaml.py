@@ -1,10 +1,7 @@
 """YAML a user typed, read as a config holds it: config files (``--configfile``, an overlay,
 ``ablate exp run --file``), a ``--set KEY=VALUE``'s value, a task's YAML. One reader for them all
-(:func:`load_yaml`), so each refuses in one line naming the file or value what YAML would misread
-silently (a key written twice) or a traceback would report (a binary file, a syntax error, an
-undefined alias, a Python tag); and the config error type every refusal of a config raises. JSON
-a user typed (``ablate train --params``) is read by :func:`load_json`, which refuses a key written
-twice in the same words (:func:`written_twice`).
+(JSON: :func:`load_json`), so each refuses in one line naming the file or value what YAML would
+misread silently or a traceback would report.
 
 Pure Python (no torch): the Snakefile reads every config file through it at parse time.
 """
@@ -21,14 +18,11 @@ class ConfigError(ValueError):
 
 
 def load_yaml(source: str | bytes, where: str, *, value: bool = False) -> Any:
-    """The content of YAML a user typed (a config file, a ``--set`` value, a task YAML), read as
-    a config holds it; ConfigError, one line naming ``where``, for what YAML would misread or a
-    traceback would report: bytes that are not UTF-8 text (a binary file), a syntax error or an
-    undefined alias (:func:`yaml_error_line`: where, line, column), a key written twice in one
-    mapping (PyYAML keeps the second silently: a variant written twice would lose the first
-    without a word; a key overriding one merged in, ``<<: *anchor``, is YAML's own override), a
-    tag beyond plain YAML's (``!!python/...``, ``!function``: no object is built from typed text).
-    ``value``: ``source`` is one value typed on a command line (a position is its column)."""
+    """The content of YAML a user typed; ConfigError, one line naming ``where``, for bytes that
+    are not UTF-8, a syntax error, a key written twice in one mapping (PyYAML keeps the second
+    silently; overriding a key merged in by ``<<: *anchor`` is YAML's own override) or a tag
+    beyond plain YAML's (no object is built from typed text). ``value``: ``source`` is one value
+    typed on a command line (a position is its column)."""
     import yaml
 
     if isinstance(source, bytes):
@@ -61,8 +55,7 @@ def load_yaml(source: str | bytes, where: str, *, value: bool = False) -> Any:
 
 
 def written_twice(where: str, key: str, reader: str, at: str = "") -> ConfigError:
-    """The refusal of a ``key`` written twice in one mapping of ``where`` (``at``: where, in
-    words), which ``reader`` (YAML, JSON) would read as the second alone."""
+    """The refusal of a ``key`` written twice in one mapping of ``where``."""
     return ConfigError(
         f"{where}: the key {key} is written twice{at} ({reader} would keep the second "
         "silently): delete one of them"
@@ -70,9 +63,8 @@ def written_twice(where: str, key: str, reader: str, at: str = "") -> ConfigErro
 
 
 def load_json(source: str | bytes, where: str) -> Any:
-    """The value of JSON a user typed (a file's bytes or an inline object); ConfigError naming
-    ``where`` and the key for a key written twice in one object (Python's reader keeps the
-    second silently), ``ValueError`` for text that is no JSON."""
+    """The value of JSON a user typed; ConfigError for a key written twice in one object (Python's
+    reader keeps the second silently), ``ValueError`` for text that is no JSON."""
     import json
 
     def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -87,14 +79,12 @@ def load_json(source: str | bytes, where: str) -> Any:
 
 
 def load_config_file(path: str | os.PathLike) -> Any:
-    """A YAML (or JSON, which YAML reads) config file's content, read by :func:`load_yaml` (its
-    refusals name the file); OSError where it cannot be opened."""
+    """A YAML (or JSON) config file's content, read by :func:`load_yaml`."""
     return load_yaml(Path(path).read_bytes(), str(path))
 
 
 def config_mapping(path: str | os.PathLike) -> dict[str, Any]:
-    """A config file's keys (:func:`load_config_file`; an empty file has none); ConfigError
-    naming the file when it holds a list or a single value, which no config is."""
+    """A config file's keys; ConfigError when it holds a list or a single value."""
     content = load_config_file(path)
     if content is not None and not isinstance(content, dict):
         raise ConfigError(
@@ -110,8 +100,7 @@ def _kind(content: Any) -> str:
     return f"the single value {' '.join(repr(content).split())[:60]}"
 
 
-#: How a YAML error's kind is fixed (its class name), for :func:`yaml_error_line`; a syntax
-#: error's by default.
+#: How a YAML error of each kind (its class name) is fixed; a syntax error's by default.
 _YAML_FIXES = {
     "ConstructorError": "write a plain YAML value there, without the tag (a config holds no "
     "Python objects or custom tags)",
@@ -123,8 +112,7 @@ _YAML_VALUE_FIX = "close its brackets and quotes, or quote the whole value as te
 
 def yaml_error_line(where: str | os.PathLike, exc: Exception, *, value: bool = False) -> str:
     """One line for a YAML error in ``where`` (a file, or a typed ``value``): ``FILE:LINE:COLUMN:
-    what is wrong`` (the error's ``problem_mark``; a value's column alone), where the mapping or
-    list it was reading began, and how to fix it (:data:`_YAML_FIXES`)."""
+    what is wrong``, where the mapping or list it was reading began, and how to fix it."""
     mark = getattr(exc, "problem_mark", None)
     if mark is None:  # a reader error: a character YAML takes in no text
         what = getattr(exc, "reason", None) or " ".join(str(exc).split())

@@ -1,15 +1,8 @@
 """Runtime and cost planner: every planned job x every setup, forecast before a run, compared after.
 
-The jobs come from each study's job list (:mod:`ablate.core.planner.planned_jobs`: each study's
-``plan`` module, found through :mod:`ablate.studies`); for each job and each setup (GPU model x
-count, ``plan.setups``) the planner predicts the wall time and the cost and says where every number
-came from (docs/planner.md). A forecast never stops a study: a missing or unreadable input is a
-note on the rows it touches.
-
-Its modules: docs/design.md's module map (``ablate map``).
-
-The names below are importable from the package itself (``planner.make_plan``); they load on
-first use, so ``ablate.core.planner.files`` stays cheap to import at Snakefile parse time.
+The model and every column: docs/planner.md. A forecast never stops a study: a missing or
+unreadable input is a note on the rows it touches. The names below load on first use, so
+``ablate.core.planner.files`` stays cheap to import at Snakefile parse time.
 """
 
 from __future__ import annotations

@@ -1,9 +1,7 @@
 """After a run, or part of one: what each finished job took, on the row of the setup it ran on.
 
-``actual_s`` is the job's Snakemake benchmark file, else the wall time in its record's provenance;
-``error_pct = 100 * (est_job_s - actual_s) / actual_s`` (positive: over-estimate), job times only,
-since no benchmark file sees instance boot or shipping. ``status`` on every row says whether (and
-where) its job ran.
+``error_pct`` compares job times only: no benchmark file sees instance boot or shipping (the
+columns: docs/planner.md, "After a run").
 """
 
 from __future__ import annotations
@@ -50,7 +48,7 @@ def _actual_of(job: PlannedJob, root: Path, ref: Reference) -> Actual | None:
 
 
 def collect_actuals(jobs: list[PlannedJob], root: Path, ref: Reference) -> dict[str, Actual]:
-    """Per finished job (its record exists): job seconds and hardware."""
+    """Per finished job (its record exists): its :class:`Actual`."""
     out = {}
     for job in jobs:
         try:
@@ -64,12 +62,8 @@ def collect_actuals(jobs: list[PlannedJob], root: Path, ref: Reference) -> dict[
 
 
 def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
-    """Fill actual_s / actual_source / error_pct on the row of the setup each job ran on, and
-    ``status`` on every row: ``not run yet``, ``ran on this setup`` or ``ran on <setup>``; a TOTAL
-    row counts its setup's finished jobs. Any number of jobs may have finished (none: the
-    forecast with every row ``not run yet``). A job that ran on hardware the plan has no setup
-    for gets a row of its own (actual only).
-    """
+    """Fill the actual columns on the row of the setup each job ran on, ``status`` on every row;
+    a job that ran on hardware of no setup gets a row of its own."""
     df = df.copy()
     for col in ("actual_s", "error_pct"):
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
@@ -122,11 +116,8 @@ def add_actuals(df: pd.DataFrame, actuals: dict[str, Actual]) -> pd.DataFrame:
             continue
         i = total[0]
         n_ran, n_here = rows["job"].isin(list(actuals)).sum(), rows["actual_s"].notna().sum()
-        df.loc[i, "status"] = (
-            NOT_RUN
-            if not n_ran
-            else (f"{n_ran} of {len(rows)} jobs ran, {n_here} with an actual time on this setup")
-        )
+        ran = f"{n_ran} of {len(rows)} jobs ran, {n_here} with an actual time on this setup"
+        df.loc[i, "status"] = ran if n_ran else NOT_RUN
         if len(rows) and n_here == len(rows):
             df.loc[i, "actual_s"] = round(rows["actual_s"].sum(), 1)
             df.loc[i, "actual_source"] = "sum of the jobs"

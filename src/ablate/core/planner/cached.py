@@ -1,12 +1,8 @@
 """Which planned jobs the run cache (config key ``run_cache``) already holds: those cost nothing.
 
-A job's key is :func:`ablate.core.reruns.runcache.key_parts` of its
-:func:`~ablate.core.reruns.runcache.job_spec` (rule, wildcards, params, declared inputs), the same
-function its script's ``JobCache`` calls. The specs come from Snakemake's own expansion of each rule
-(rules/plan.smk, rule ``plan_estimate``): a rule's params and inputs are written in the rules, so
-outside Snakemake (``ablate plan``) they are not known exactly and the cache is not checked there (a
-note says so). A job whose inputs do not exist yet has no key yet (the key holds their content): it
-is forecast at full cost.
+A job's key is the one its script's ``JobCache`` builds, from Snakemake's own expansion of its rule
+(rule ``plan_estimate``): outside Snakemake (``ablate plan``) the cache is not checked. Details:
+docs/planner.md, "The model".
 """
 
 from __future__ import annotations
@@ -26,8 +22,7 @@ NOT_CHECKED = "run cache not checked: "  # the start of every note of a job it c
 def _check(
     cache: Any, spec: dict[str, Any] | None, root: Path, code: Callable[[], str]
 ) -> str | None:
-    """None when the cache holds the job of ``spec``; else why the job is forecast at full cost.
-    ``code``: the key's code hash (taken once a plan)."""
+    """None when the cache holds the job of ``spec``; else why it is forecast at full cost."""
     if spec is None:
         return NOT_CHECKED + (
             "its rule's params and inputs are known inside Snakemake only (the plan rule, "
@@ -37,9 +32,7 @@ def _check(
     if "error" in spec:
         return NOT_CHECKED + f"its rule could not be expanded ({spec['error']})"
     inputs = [str(root / p) for p in spec["inputs"]]
-    missing = [
-        p for p, full in zip(spec["inputs"], inputs, strict=True) if not os.path.exists(full)
-    ]
+    missing = [p for p in spec["inputs"] if not os.path.exists(root / p)]
     if missing:
         return NOT_CHECKED + (
             f"its input(s) {', '.join(missing)} do not exist yet, and the key holds their "
@@ -61,11 +54,8 @@ def in_cache(
     root: str | os.PathLike,
     scripts: str | os.PathLike | None,
 ) -> Callable[[PlannedJob], bool] | None:
-    """The planner's ``in_cache`` (:func:`ablate.core.planner.estimate.estimate`): whether the run
-    cache holds a job; None when the config has no run cache. ``specs``: job name -> its
-    :func:`~ablate.core.reruns.runcache.job_spec` (None: not known, outside Snakemake); ``scripts``:
-    the workflow's scripts folder (the key's code). A job it does not hold gets a note saying
-    why."""
+    """Whether the run cache holds a job, None without a run cache; a job it does not hold gets a
+    note saying why. ``specs``: job name -> its run-cache spec (None outside Snakemake)."""
     cache = config.get("run_cache")
     if not cache:
         return None

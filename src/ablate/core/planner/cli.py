@@ -10,12 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.core.planner.files import PLAN_FILES
-from ablate.core.planner.inputs import (
-    PlanError,
-    load_config,
-    load_reference,
-    parse_setups,
-)
+from ablate.core.planner.inputs import PlanError, load_config, load_reference, parse_setups
 from ablate.core.planner.output import summary_lines, write_plan
 from ablate.core.planner.plan import make_plan
 from ablate.core.planner.prices import capture_offers

@@ -1,14 +1,7 @@
 """The forecast: one row per (setup, planned job) and a TOTAL row per setup.
 
-    est_s      = rental_overhead_s + job_overhead_s + compute_s [+ interruption_s]
-    compute_s  = tokens / (tok_s_per_gpu * speedup(count))
-    speedup(n) = 1 + (n - 1) * plan.scaling[kind], or a data-parallel training step's measured
-                 speed-up (the measurements file's ``scaling`` rows: Reference.speedup)
-    est_cost   = est_s / 3600 * price_per_hour (the whole instance)
-
-A row whose numbers cannot be worked out (unknown tokens or model size, no GPU spec, an error)
-keeps its place with empty numbers and a note that says what is missing. An interruptible setup
-adds the expected time of restarts after being outbid (:mod:`ablate.core.planner.interruptions`).
+The time model: docs/planner.md, "The model". A row whose numbers cannot be worked out keeps its
+place with empty numbers and a note that says what is missing.
 """
 
 from __future__ import annotations
@@ -23,18 +16,8 @@ import pandas as pd
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.interruptions import interruption_overhead
-from ablate.core.planner.memory_need import (
-    fewest_gpus,
-    measured_need_gb,
-    memory_need_gb,
-    recipe_on,
-)
-from ablate.core.planner.overheads import (
-    downloads_on,
-    job_overhead,
-    machine_overhead,
-    rental_overhead,
-)
+from ablate.core.planner.memory_need import fewest_gpus, measured_need_gb, memory_need_gb, recipe_on
+from ablate.core.planner.overheads import downloads_on, job_overhead, rental_overhead
 from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.planner.prices import Price
 from ablate.core.planner.schedule import Slot, makespan
@@ -94,10 +77,9 @@ def _with_extras(
     notes: list[str],
     used: int,
 ) -> float | None:
-    """``compute`` plus the seconds of the other work inside the job (``job.extra``), each at its
-    own rate on the job's ``used`` GPUs; None when any part has no rate. Each part's seconds go
-    into ``notes``."""
-    for x in job.extra:  # other work inside the job, at its own rate
+    """``compute`` plus the other work inside the job (``job.extra``), each at its own rate on
+    ``used`` GPUs and said in ``notes``; None when any part has no rate."""
+    for x in job.extra:
         part = replace(
             job,
             kind=x["kind"],
@@ -122,7 +104,6 @@ def _with_extras(
 
 
 def _setup_columns(s: Setup, price: Price) -> dict[str, Any]:
-    """What every row of a setup says: the setup and its price."""
     return dict(
         setup=s.label,
         gpu=s.gpu,
@@ -134,7 +115,6 @@ def _setup_columns(s: Setup, price: Price) -> dict[str, Any]:
 
 
 def _job_columns(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
-    """What a job's row says before its estimate: the setup, the job, its tokens, the price."""
     return dict(
         _setup_columns(s, price),
         job=job.id,
@@ -155,9 +135,8 @@ def _job_speedup(
     used: int,
     memory: float | None,
 ) -> tuple[float, str]:
-    """(speed-up of ``job`` on ``used`` GPUs, where it comes from): a data-parallel training
-    job's from the measured ``scaling`` rows of its recipe and packing mode (:meth:`Reference.
-    speedup`), else ``1 + (used - 1) x plan.scaling[key]``."""
+    """(speed-up on ``used`` GPUs, where it comes from): a data-parallel training job's measured
+    one (:meth:`Reference.speedup`), else ``1 + (used - 1) x plan.scaling[key]``."""
     key = job.scaling_key or job.kind
     unmeasured = ""
     if used > 1 and job.sharded and job.kind == "train":
@@ -173,9 +152,7 @@ def _job_speedup(
 def _memory_need(
     job: PlannedJob, tp: Throughput, params: float, plan: dict, used: int, mem: float | None
 ) -> tuple[float, str]:
-    """(GB per GPU, how it was found): the measured peak of the job's shape where one was
-    recorded, else the formula's (weights, optimizer, activations of the recipe on ``used``
-    GPUs); a job whose activations only a measurement knows says that it counted none."""
+    """(GB per GPU, how): the measured peak where one was recorded, else the formula's."""
     measured = measured_need_gb(job, tp.measurement, plan)
     if measured is not None:
         return measured
@@ -186,8 +163,7 @@ def _memory_need(
 
 
 def _unfit(job: PlannedJob, s: Setup, params: float, plan: dict, need: str, mem: float) -> str:
-    """The note of a job that does not fit a setup's GPU memory, with the fix: a sharded
-    training the fewest GPUs it fits on, another job its own note (``unfit_note``)."""
+    """The note of a job that does not fit a setup's GPU memory, with the fix."""
     why = f"does not fit: needs {need} > {mem} GB ({s.gpu})"
     if job.sharded and job.kind == "train":
         n = fewest_gpus(job, params, plan, mem, _MOST_GPUS)
@@ -274,8 +250,7 @@ def job_row(
 
 
 def _cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
-    """A job the run cache holds (ablate.core.reruns.runcache.holds): restored, not run, so no
-    cost."""
+    """A job the run cache holds: restored, not run, so no cost."""
     zero = dict.fromkeys(
         ("compute_s", "job_overhead_s", "rental_overhead_s", "est_job_s", "est_s"), 0.0
     )
@@ -290,9 +265,7 @@ def _cached_row(job: PlannedJob, s: Setup, price: Price) -> dict[str, Any]:
 def _total_row(
     s: Setup, price: Price, jobs: list[PlannedJob], rows: list[dict], plan: dict
 ) -> dict[str, Any]:
-    """A setup's time and cost: its jobs in sequence, or on a multi-GPU setup side by side on one
-    machine (:func:`makespan`), plus a rented machine's boot and setup; empty with the jobs that
-    lack an estimate."""
+    """A setup's time and cost: its jobs in sequence, or side by side (:func:`makespan`)."""
     missing = [r["job"] for r in rows if r.get("est_s") is None]
     unfit = [r["job"] for r in rows if r.get("fits_memory") == "no"]
     unpriced = price.per_hour is None
@@ -305,10 +278,13 @@ def _total_row(
         ]
         total_s = makespan(slots, s.count)
     boot = ""
-    if s.machine and total_s is not None:
-        boot_s, boot_what = machine_overhead(plan)
-        total_s += boot_s
-        boot = f"; + {boot_s:.0f} s to rent the machine once ({boot_what})"
+    if s.machine and total_s is not None:  # billed before its first job
+        o = plan["overheads"]
+        total_s += o["boot_s"] + o["setup_s"]
+        boot = (
+            f"; + {o['boot_s'] + o['setup_s']:.0f} s to rent the machine once "
+            f"(boot {o['boot_s']:.0f} + setup {o['setup_s']:.0f})"
+        )
     if side_by_side:
         how = (
             f"one {s.label} machine: jobs side by side on its {s.count} GPUs where their "
@@ -359,8 +335,7 @@ def estimate(
     plan: dict,
     in_cache: Callable[[PlannedJob], bool] | None = None,
 ) -> pd.DataFrame:
-    """One row per (setup, job) plus a TOTAL row per setup (jobs in sequence, summed cost);
-    a job ``in_cache`` says the run cache holds costs nothing (:func:`_cached_row`)."""
+    """One row per (setup, job) plus a TOTAL row per setup."""
     rows = []
     cached = {j.id for j in jobs if in_cache is not None and in_cache(j)}
     for s in setups:

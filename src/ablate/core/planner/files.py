@@ -12,6 +12,5 @@ PLAN_FILES = {
     "plan_log": "logs/plan/plan.log",
 }
 
-#: plan.csv's column of a data-parallel training job's time on 1, 2, 4 and 8 GPUs
-#: (ablate.core.planner.per_gpus), on each of its rows: ``ablate plan`` and STATUS say it
+#: plan.csv's column of a data-parallel training job's time on 1, 2, 4 and 8 GPUs (per_gpus)
 ON_GPU_COUNTS = "on_gpu_counts"

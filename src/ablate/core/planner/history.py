@@ -1,8 +1,7 @@
 """Past runs: what a finished job's record (provenance) and benchmark file say, and the
 throughput this pipeline measured in them.
 
-A record that cannot be read, or names no hardware, is skipped with a warning: it never stops
-the plan.
+A record that cannot be read is skipped with a warning: it never stops the plan.
 """
 
 from __future__ import annotations
@@ -16,28 +15,12 @@ from ablate.core.planner.inputs import CPU, Measurement, Reference, Setup, log
 from ablate.core.planner.overheads import job_overhead
 from ablate.core.planner.planned_jobs import PlannedJob, StudyPlan
 
-
-def _hardware_setup(prov: dict[str, Any] | None, ref: Reference) -> tuple[str, int] | None:
-    """(gpu_name, count) a provenance block says a job ran on; ("cpu", 1) without GPUs."""
-    hw = (prov or {}).get("hardware") if isinstance(prov, dict) else None
-    if not isinstance(hw, dict) or not hw:
-        return None
-    gpus = hw.get("gpus") or []
-    if not gpus:
-        return CPU, 1
-    name = ref.canonical_gpu(gpus[0])
-    return (name or gpus[0]), len(gpus)
-
-
-#: the phase of a job's record (``phases``, ablate.core.outputs.phases) that is its own work, per
-#: kind
+#: the phase of a job's record (ablate.core.outputs.phases) that is its own work, per kind
 _OWN_WORK_PHASE = {"eval": "evaluate.score", "probe": "probe"}
 
 
 @dataclass
 class _FinishedJob:
-    """A finished job: its record, where it ran and how long it took."""
-
     data: dict[str, Any]
     gpu: str
     count: int
@@ -52,25 +35,19 @@ def finished_job(job: PlannedJob, root: Path, ref: Reference) -> _FinishedJob | 
         return None
     data = read_json(root / job.record) or {}
     prov = provenance_of(data)
-    hw = _hardware_setup(prov, ref)
-    if hw is None:
+    hw = prov.get("hardware") if isinstance(prov, dict) else None
+    if not isinstance(hw, dict) or not hw:
         return None
+    gpus = hw.get("gpus") or []  # none: it ran on the CPU
+    gpu = (ref.canonical_gpu(gpus[0]) or gpus[0]) if gpus else CPU
     bench = benchmark_seconds(root / job.benchmark) if job.benchmark else None
-    return _FinishedJob(
-        data, hw[0], hw[1], prov.get("run_id") or data.get("run_id"), prov.get("wall_time_s"), bench
-    )
+    run_id = prov.get("run_id") or data.get("run_id")
+    return _FinishedJob(data, gpu, max(len(gpus), 1), run_id, prov.get("wall_time_s"), bench)
 
 
 def pipeline_measurements(plans: list[StudyPlan], root: Path, ref: Reference, plan: dict) -> list:
-    """Throughput this pipeline measured in earlier runs: train summaries, eval/probe timings.
-
-    The model size of each run comes from its study (the checkpoint it wrote or evaluated), so
-    results left by another config (the embedded tiny model) cannot pose as the 3B model. Train
-    rates are the training loop's pure step time (summary ``throughput``); eval and probe rates come from
-    the record's own-work phase (:data:`_OWN_WORK_PHASE`) where it has ``phases``, else from the
-    provenance wall time (else the benchmark file) minus the modelled start-up and load time (at
-    most half of it is taken off).
-    """
+    """Throughput this pipeline measured in earlier runs. Each run's model size comes from its
+    study, so results left by another config (the embedded tiny model) cannot pose as the 3B one."""
     out: list[Measurement] = []
     for sp in plans:
         for job in sp.jobs:
@@ -94,42 +71,37 @@ def _measurement(
     if params is None:
         return None
     where = f"{job.record} (run {done.run_id} on {done.count}x {done.gpu})"
-    if job.kind == "train":
-        tp = done.data.get("throughput") or {}
-        if not tp.get("train_tokens_per_s"):
-            return None
-        run_params = done.data.get("params") or {}
-        return Measurement(
-            kind="train",
-            policy=done.data.get("policy") or job.policy,
-            gpu=done.gpu,
-            params=params,
-            optim=run_params.get("optim"),
-            packing=bool(run_params.get("packing")),
-            compile_layers=bool(run_params.get("compile_layers")),
-            tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
-            origin="pipeline",
-            run_id=done.run_id,
-            job=job.id,
-            source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
-        )
-    secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
-    tokens = sp.tokens_of_run(job, done.data) or job.tokens
-    own = _OWN_WORK_PHASE.get(job.kind)
-    scored = (done.data.get("phases") or {}).get(own) if own else None
     this_run = dict(
         kind=job.kind,
-        policy=job.policy,
         gpu=done.gpu,
         params=params,
         origin="pipeline",
         run_id=done.run_id,
         job=job.id,
     )
+    if job.kind == "train":
+        tp = done.data.get("throughput") or {}
+        if not tp.get("train_tokens_per_s"):
+            return None
+        run_params = done.data.get("params") or {}
+        return Measurement(
+            **this_run,
+            policy=done.data.get("policy") or job.policy,
+            optim=run_params.get("optim"),
+            packing=bool(run_params.get("packing")),
+            compile_layers=bool(run_params.get("compile_layers")),
+            tokens_per_s=float(tp["train_tokens_per_s"]) / done.count,
+            source=f"train_tokens_per_s {tp['train_tokens_per_s']:.4g} of {where}",
+        )
+    secs, what = (done.wall_s, "wall_time_s") if done.wall_s else (done.bench_s, "benchmark s")
+    tokens = sp.tokens_of_run(job, done.data) or job.tokens
+    own = _OWN_WORK_PHASE.get(job.kind)
+    scored = (done.data.get("phases") or {}).get(own) if own else None
     if tokens and isinstance(scored, (int, float)) and scored > 0:
         # the record says how long its own work took (ablate.core.outputs.phases): no model needed
         return Measurement(
             **this_run,
+            policy=job.policy,
             tokens_per_s=tokens / scored / done.count,
             source=f"{tokens:.4g} tokens in phases.{own} {scored:.4g} s, {where}",
         )
@@ -139,6 +111,7 @@ def _measurement(
     compute = max(secs - load, 0.5 * secs)
     return Measurement(
         **this_run,
+        policy=job.policy,
         tokens_per_s=tokens / compute / done.count,
         source=f"{tokens:.4g} tokens in {what} {secs:.4g} s - modelled load "
         f"{secs - compute:.3g} s, {where}",

@@ -1,8 +1,7 @@
 """The planner's inputs: the config (schema defaults filled), the setups and the measurements file.
 
-A problem with an input the forecast can do without (a missing or malformed measurements file) is
-no exception in the pipeline: :func:`load_reference` returns an empty reference that names the
-problem, and every row it touches says so.
+A missing or malformed measurements file is no exception: :func:`load_reference` returns an empty
+reference that names the problem, and every row it touches says so.
 """
 
 from __future__ import annotations
@@ -34,23 +33,16 @@ class Setup:
     count: int = 1
     local: bool = False  # runs where Snakemake runs: no instance to boot, nothing to ship
     price_per_hour: float | None = None  # a price the user set for this setup
-    #: one rented machine for the whole run: Snakemake runs on it and the GPU pool gives each job
-    #: its devices, so it boots once, downloads each hub model once and ships nothing. Always so
-    #: for several GPUs (their jobs run side by side on one machine); a one-GPU setup without it
-    #: rents an instance per job (the vast profile)
+    #: one rented machine for the whole run (Snakemake on it): it boots once, downloads each hub
+    #: model once and ships nothing; always so for several GPUs. Else an instance per job
     machine: bool = False
-    #: an interruptible (bid) instance per job: cheaper, and outbid now and then; each outbid
-    #: job resumes on a new instance (ablate.core.planner.interruptions, plan.interruptible)
-    interruptible: bool = False
+    interruptible: bool = False  # an interruptible (bid) instance per job
 
     @property
     def label(self) -> str:
-        one = self.machine and self.count == 1  # several GPUs are one machine anyway
-        return (
-            f"{self.count}x {self.gpu}"
-            + (" machine" if one else "")
-            + (" bid" if self.interruptible else "")
-        )
+        # several GPUs are one machine anyway
+        machine = " machine" if self.machine and self.count == 1 else ""
+        return f"{self.count}x {self.gpu}{machine}" + (" bid" if self.interruptible else "")
 
 
 @dataclass
@@ -65,29 +57,19 @@ class Measurement:
     run_id: str | None = None
     job: str | None = None  # the job id it was measured on (pipeline measurements)
     optim: str | None = None  # training recipe: the optimizer it ran with
-    #: micro-batches per optimizer step it ran with; a train job with another grad_accum does not
-    #: use it (at GA 1 the optimizer step dominates: the smoke run's 4 x 256 steps)
+    #: micro-batches per optimizer step; a train job with another grad_accum does not use it (at
+    #: GA 1 the optimizer step dominates: the smoke run's 4 x 256 steps)
     grad_accum: int | None = None
-    #: FLOPs per token of the measured work (the bridge's, which vary per entry): a job with its
-    #: own flops_per_token gets the rate scaled by their ratio
-    flops_per_token: float | None = None
-    #: packed steps (finetune ``packing``) or not: short unpacked rows run far below a packed
-    #: step's rate, so a job prefers a measurement of its own mode (None: full rows, either)
-    packing: bool | None = None
-    #: measured with ``compile_layers`` on (regional torch.compile; ~1.16x on the packed seed
-    #: step): a job prefers a measurement of its own setting (absent: off)
-    compile_layers: bool = False
-    #: peak GPU memory of the measured work (GB; None: not recorded): the memory a job of the
-    #: same kind and policy needs per GPU where it asks for it (``PlannedJob.memory_measured``)
-    peak_memory_gb: float | None = None
+    flops_per_token: float | None = None  # of the measured work (the bridge's vary per entry)
+    packing: bool | None = None  # packed steps or not (None: full rows)
+    compile_layers: bool = False  # measured with ``compile_layers`` on
+    peak_memory_gb: float | None = None  # peak GPU memory of the measured work (None: unknown)
 
 
 @dataclass
 class Scaling:
     """A measured speed-up of a training step on ``gpus`` GPUs of one host against the one-GPU
-    default recipe on the same host (the same global batch): ``recipe`` (the loop's
-    data-parallel recipe, ablate.core.training.memory.RECIPES), ``packing`` (packed steps or
-    full rows), the model's ``params`` and the GPU."""
+    default recipe (the same global batch), for a data-parallel ``recipe``."""
 
     kind: str
     gpu: str
@@ -108,9 +90,8 @@ class Scaling:
 
 @dataclass
 class _JobOverhead:
-    """Measured seconds of one kind of job outside its own work (steps, scoring, probe forward):
-    start-up, load, saves. Used for jobs of that kind, that GPU and that model size (5 %), and of
-    that rule where one is named (pretraining from scratch is a train job unlike a finetune)."""
+    """Measured seconds of one kind of job outside its own work: start-up, load, saves; ``rule``
+    where one is named (pretraining from scratch is a train job unlike a finetune)."""
 
     kind: str
     gpu: str
@@ -121,8 +102,7 @@ class _JobOverhead:
 
 
 def _checked_rows(p: Path, data: dict, section: str, value: str) -> list[dict[str, Any]]:
-    """The rows of a measurements-file section, each with kind, gpu, params, its ``value`` key
-    and a source, and a kind of _KINDS; the first bad row stops with its index named."""
+    """The rows of a measurements-file section; PlanError names the first bad one."""
     rows = data.get(section) or []
     for i, r in enumerate(rows):
         missing = [k for k in ("kind", "gpu", "params", value, "source") if k not in r]
@@ -145,12 +125,10 @@ class Reference:
     path: str
     problem: str | None = field(default=None)  # why it is empty (the file is missing or malformed)
     job_overheads: list[_JobOverhead] = field(default_factory=list)
-    #: token lengths of a bridge training example per dataset (ablate.bridge.cost)
+    #: token lengths of a bridge training example, of one SFT pair, per dataset
     bridge_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: token lengths of one SFT pair per hub dataset (ablate.mask.plan), until a finetune records them
     sft_lengths: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: measured data-parallel speed-ups of training steps (:meth:`speedup`)
-    scaling: list[Scaling] = field(default_factory=list)
+    scaling: list[Scaling] = field(default_factory=list)  # measured data-parallel speed-ups
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Reference:
@@ -220,10 +198,8 @@ class Reference:
     def speedup(
         self, kind: str, recipe: str, packing: bool, gpu: str, params: float, n: int
     ) -> tuple[float, str] | None:
-        """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe
-        and packing mode (its GPU first, then any; the nearest model size); the row of ``n``
-        GPUs as measured, another ``n`` from the row of the most GPUs measured
-        (:attr:`Scaling.exchange`), beyond them marked extrapolated. None: no such row."""
+        """The speed-up of a ``kind`` step on ``n`` GPUs from the measured rows of its recipe and
+        packing mode (its GPU first; the nearest model size); None: no such row."""
         rows = [r for r in self.scaling if (r.kind, r.recipe, r.packing) == (kind, recipe, packing)]
         rows = [r for r in rows if r.gpu == gpu] or rows
         if not rows:
@@ -242,7 +218,7 @@ class Reference:
 
     def job_overhead(self, kind: str, rule: str, gpu: str, params: float) -> _JobOverhead | None:
         """The measured overhead of a ``kind`` job of ``rule`` on ``gpu`` for a model of
-        ``params`` (5 %); one that names no rule holds for every rule of that kind."""
+        ``params`` (within 5 %); one that names no rule holds for every rule."""
         for o in self.job_overheads:
             if (
                 o.kind == kind
@@ -282,10 +258,8 @@ def load_reference(path: str | os.PathLike) -> Reference:
 
 
 def load_config(path: str | os.PathLike | list[str | os.PathLike]) -> dict:
-    """Read a pipeline config; fill defaults from the package's schema (the plan's block too,
-    ``ablate.core.config.validate_config``), so the planner sees the config the rules see. A list
-    of files is merged in order, each over the ones before it, as Snakemake merges
-    ``--configfile a.yaml b.yaml``."""
+    """Read a pipeline config with the schema's defaults filled, so the planner sees the config
+    the rules see; a list of files is merged in order, as Snakemake merges ``--configfile a b``."""
     import jsonschema
     from snakemake.utils import update_config
 
@@ -340,21 +314,14 @@ def _local_hardware(ref: Reference) -> tuple[str, int]:
 
 
 def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
-    """The setups of ``plan.setups`` (the plan schema has checked them in the pipeline)."""
+    """The setups of ``plan.setups``: the plan schema has checked each one's keys and types
+    (``gpu`` given, ``count`` at least 1, at least one setup), not how they combine."""
     setups: list[Setup] = []
-    for i, s in enumerate(plan.get("setups") or []):
-        if "gpu" not in s:
-            raise PlanError(
-                f"plan.setups[{i}] lacks 'gpu' (a Vast gpu_name such as 'H100 SXM', 'cpu' or 'local')"
-            )
+    for i, s in enumerate(plan["setups"]):
         gpu, count = str(s["gpu"]), int(s.get("count", 1))
-        if count < 1:
-            raise PlanError(f"plan.setups[{i}].count must be >= 1, got {count}")
+        local = gpu == "local" or bool(s.get("local", gpu == CPU))
         if gpu == "local":
             gpu, count = _local_hardware(ref)
-            local = True
-        else:
-            local = bool(s.get("local", gpu == CPU))
         machine = not local and bool(s.get("machine", count > 1))
         if count > 1 and not local and not machine:
             raise PlanError(
@@ -370,6 +337,4 @@ def parse_setups(plan: dict[str, Any], ref: Reference) -> list[Setup]:
         setup = Setup(gpu, count, local, s.get("price_per_hour"), machine, interruptible)
         if all(x.label != setup.label for x in setups):
             setups.append(setup)
-    if not setups:
-        raise PlanError("plan.setups is empty: list at least one {gpu, count}")
     return setups

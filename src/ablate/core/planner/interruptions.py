@@ -1,22 +1,8 @@
 """The expected extra time of a job on an interruptible (bid) instance: restarts after being outbid.
 
-Assumption (``plan.interruptible.per_hour``, lambda): interruptions arrive as a Poisson process
-over the time an instance runs. Each costs the job
-
-    per = restart_s + lost_s
-    restart_s = its rental and job overheads again (boot, setup, shipping in, start-up, load),
-                + shipping the copied training checkpoint up when it resumes from one; a job of a
-                group (an evaluation on its finetune's instance) counts its own restart only
-    lost_s    = half a checkpoint interval (an interruption at a uniform point of it) + the time
-                the newest checkpoint takes to reach the submit host (the retry resumes from the
-                newest *copied* checkpoint); a job without checkpoints loses half of its compute
-
-so the expected billed time T of a job of ``base`` seconds solves T = base + lambda * T * per:
-
-    T = base / (1 - lambda * per),   interruption_s = T - base
-
-(no finite T when lambda * per >= 1: it is outbid faster than it makes progress). An outbid
-instance is destroyed by the executor at once, so the time it is stopped is not billed.
+Interruptions arrive as a Poisson process at ``plan.interruptible.per_hour`` (an assumption); each
+costs a restart and the work since the newest *copied* checkpoint, so the billed time T of a job of
+``base`` seconds solves T = base + rate x T x per (docs/planner.md, "Interruptible setups").
 """
 
 from __future__ import annotations
@@ -25,8 +11,7 @@ from ablate.core.planner.planned_jobs import PlannedJob
 
 
 def _checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool]:
-    """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes
-    at all (``resume_every``, or a train job with ``save_steps``; any other job reruns whole)."""
+    """Seconds of compute between two checkpoints a retry resumes from, and whether it resumes."""
     shape = job.train_shape or {}
     save, steps = job.resume_every or (shape.get("save_steps"), shape.get("max_steps"))
     if job.kind == "train" and save and steps and save < steps:
@@ -37,9 +22,8 @@ def _checkpoint_interval(job: PlannedJob, compute_s: float) -> tuple[float, bool
 def interruption_overhead(
     job: PlannedJob, base_s: float, compute_s: float, restart_s: float, params: float, plan: dict
 ) -> tuple[float | None, str]:
-    """Expected seconds restarts add to a job of ``base_s`` billed seconds (``compute_s`` of
-    them its own work; ``restart_s`` the overheads a retry repeats), and how; None when the job
-    is not expected to finish under the assumed rate."""
+    """Expected seconds restarts add to a job of ``base_s`` billed seconds, and how; None when
+    it is outbid faster than it progresses."""
     rate = plan["interruptible"]["per_hour"] / 3600
     interval, resumes = _checkpoint_interval(job, compute_s)
     copy_s = 0.0

@@ -1,16 +1,8 @@
 """GPU memory a job needs per GPU (``fits_memory``): weights, training state, activations.
 
-A finetune in one process keeps 16-bit weights with fp32 master copies (the one-GPU recipe,
-``MasterWeightsOptimizer``). A job of a study that trains data-parallel (``PlannedJob.sharded``)
-on N > 1 GPUs takes the loop's recipe for the GPU's memory (:func:`recipe_on`): sharded masters
-divide the fp32 masters and states by N and keep the weights, their gathered copy and the fp32
-gradients whole; sharded weights (FSDP2) divide its fp32 parameters, gradients and optimizer
-states by N and hold besides what FSDP2 gathers unsharded: the root (embeddings, lm_head, final norm;
-FSDP2 does not reshard the root after the forward, the backward needs it at once) and
-``_IN_FLIGHT_LAYERS`` decoder layers (the one computing and the one prefetched), each as bf16
-parameters and gradients plus the fp32 copy of the gradients reduced in fp32. Activations scale
-with the tokens of one forward (``PlannedJob.forward_tokens``), the hidden size and the layers;
-``plan.memory_margin`` covers the allocator's slack on top.
+A data-parallel training on N > 1 GPUs is counted in the recipe the loop takes for the GPU's
+memory (:func:`recipe_on`). What each recipe holds, and the measurements behind the activations:
+docs/planner.md, "Memory".
 """
 
 from __future__ import annotations
@@ -20,29 +12,22 @@ from ablate.core.planner.overheads import DTYPE_BYTES
 from ablate.core.planner.planned_jobs import PlannedJob
 from ablate.core.training.memory import OPTIM_STATES, RECIPES, data_parallel_recipe
 
-#: Activation bytes per token, decoder layer and hidden unit of a bf16 training step without
-#: activation checkpointing (logits and loss included): the slope of measured peaks where only the
-#: micro-batch changes, so weights and states cancel out.
+#: Activation bytes per token, decoder layer and hidden unit of a bf16 training step (logits and
+#: loss included): the slope of measured peaks where only the micro-batch changes.
 ACTIVATION_BYTES = 46
-#: bench/results/mfu_h100.md section 2 (one H100): B4- and B8-adamw-compile peaked at 64.1 and
-#: 79.2 GB; 15.1 GB for 4 more rows of 1024 tokens of the 3.43 B shape (26 layers, hidden 3072)
-#: = 46 B per token, layer and hidden unit (B6: the same slope).
 _ACTIVATION_SOURCE = "the slope of the peaks in bench/results/mfu_h100.md, section 2"
-#: With gradient_checkpointing each layer keeps only its bf16 input (2 B per hidden unit) and one
-#: layer at a time recomputes its full activations in the backward (an assumption: not measured).
+#: With gradient_checkpointing a layer keeps only its bf16 input (an assumption: not measured).
 _CHECKPOINTED_INPUT_BYTES = 2
-#: Decoder layers the sharded recipe holds gathered at once besides the root (current + prefetched).
+#: Decoder layers the sharded recipe holds gathered besides the root (current + prefetched).
 _IN_FLIGHT_LAYERS = 2
-#: Bytes per parameter of a gathered unit: bf16 parameters (2) and gradients (2), and the fp32
-#: copy of the gradients for the fp32 reduce-scatter (4).
+#: Bytes per parameter of a gathered unit: bf16 parameters and gradients, fp32 gradients.
 _IN_FLIGHT_BYTES = 8
 
 
 def _one_process_bytes(job: PlannedJob, states: int) -> tuple[float, str]:
-    """Bytes per parameter of a full finetune in one process: 16-bit weights + fp32 masters,
-    their fp32 gradients and states (the 16-bit gradient is accumulated into the master's and
-    freed); fp32 weights + gradients + states; or 16-bit throughout without masters. ``auto``
-    (bf16 on a bf16-capable GPU) counts as the larger of 16-bit and fp32."""
+    """Bytes per parameter of a full finetune in one process (the 16-bit gradient is accumulated
+    into the fp32 master's and freed); ``auto`` (bf16 where the GPU has it) counts as the larger of
+    16-bit and fp32."""
     fp32 = (4 * (2 + states), f"fp32 weights + grads + {job.optim} states")
     sixteen = (
         (2 + 4 * (2 + states), f"bf16 weights + fp32 masters, grads and {job.optim} states")
@@ -75,7 +60,7 @@ def _activation_gb(job: PlannedJob) -> tuple[float, str]:
 
 
 def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple[float, str]:
-    """Parameters, gradients and states of the sharded recipe on ``gpus`` GPUs + gathered units."""
+    """Sharded weights (FSDP2) on ``gpus`` GPUs: parameters, gradients and states + gathered units."""
     per = 4 * (2 + states)
     sharded = params * per / gpus / 1e9
     what = (
@@ -92,9 +77,8 @@ def _sharded_gb(job: PlannedJob, params: float, states: int, gpus: int) -> tuple
 
 
 def recipe_on(job: PlannedJob, params: float, gpus: int, memory: float | None) -> tuple[str, str]:
-    """The loop's data-parallel recipe of a train ``job`` on ``gpus`` GPUs of ``memory`` GB
-    (:func:`ablate.core.training.memory.data_parallel_recipe`; unknown memory: its weights
-    sharded, the least memory)."""
+    """The loop's data-parallel recipe of a train ``job`` on ``gpus`` GPUs of ``memory`` GB (unknown
+    memory: its weights sharded, the least memory)."""
     if memory is None and job.data_parallel is None:
         return RECIPES[1], "the GPU's memory unknown"
     return data_parallel_recipe(
@@ -110,8 +94,7 @@ def recipe_on(job: PlannedJob, params: float, gpus: int, memory: float | None) -
 def _sharded_masters_gb(
     job: PlannedJob, params: float, states: int, gpus: int
 ) -> tuple[float, str]:
-    """Weights (16-bit) and their gathered copy, fp32 gradients, and 1/``gpus`` of the fp32
-    masters and states: :mod:`ablate.core.training.sharded_masters`."""
+    """Sharded masters on ``gpus`` GPUs (:mod:`ablate.core.training.sharded_masters`)."""
     per = 2 * 2 + 4 + 4 * (1 + states) / gpus
     return params * per / 1e9, (
         f"{per:.3g} B/param (bf16 weights + their gathered copy + fp32 grads, fp32 masters and "
@@ -122,8 +105,7 @@ def _sharded_masters_gb(
 def memory_need_gb(
     job: PlannedJob, params: float, plan: dict, gpus: int = 1, memory: float | None = None
 ) -> tuple[float, str]:
-    """GPU memory per GPU of ``job`` on ``gpus`` GPUs of ``memory`` GB each (GB) x (1 +
-    plan.memory_margin), and how it was counted."""
+    """GB per GPU of ``job`` on ``gpus`` GPUs of ``memory`` GB each, margin included, and how."""
     b = DTYPE_BYTES.get(job.dtype, 4)
     margin = plan["memory_margin"]
     states = OPTIM_STATES.get(job.optim or "", 2)
@@ -155,11 +137,8 @@ def memory_need_gb(
 def measured_need_gb(
     job: PlannedJob, m: Measurement | None, plan: dict
 ) -> tuple[float, str] | None:
-    """GPU memory per GPU of ``job`` from the peak measured for its work (GB) x (1 +
-    plan.memory_margin), and how it was counted; None where it asks for none
-    (``memory_measured``) or ``m`` (the measurement its rate comes from) is not of its kind and
-    policy or records no peak. A data-parallel job's processes each hold one process's rows, so
-    the peak of one GPU at those rows is the peak per GPU."""
+    """GB per GPU of ``job`` from the peak of ``m``, the measurement its rate comes from, with the
+    margin; None unless it asks for it and ``m`` is of its kind and policy and records a peak."""
     if not job.memory_measured or m is None or m.peak_memory_gb is None:
         return None
     if m.kind != job.kind or m.policy != job.policy:
@@ -173,11 +152,7 @@ def measured_need_gb(
 
 def fewest_gpus(job: PlannedJob, params: float, plan: dict, memory: float, most: int) -> int | None:
     """The fewest GPUs (at most ``most``) of ``memory`` GB on which ``job`` fits; None: none."""
-    return next(
-        (
-            n
-            for n in range(1, most + 1)
-            if memory_need_gb(job, params, plan, n, memory)[0] <= memory
-        ),
-        None,
-    )
+    for n in range(1, most + 1):
+        if memory_need_gb(job, params, plan, n, memory)[0] <= memory:
+            return n
+    return None

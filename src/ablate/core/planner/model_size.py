@@ -37,12 +37,10 @@ SIZES = (
     "num_attention_heads",
 )
 
-#: Per model type the arithmetic knows (:func:`counted_shape`): which projections carry a bias
-#: (``True``, or the config key that switches it), the norms of a layer (of the hidden size, of
-#: the head size; absent: 2 and none), and the defaults of transformers' config class of that
-#: type for the keys a config.json may leave out (``head_dim`` None: hidden_size / heads;
-#: ``num_key_value_heads`` None: one per head). tests/core/planner/test_model_size.py holds each
-#: to the meta-device build and to the config class's defaults.
+#: Per model type the arithmetic knows: which projections carry a bias (``True``, or the config
+#: key that switches it), the norms of a layer and of a head (absent: 2 and none), and the
+#: defaults of transformers' config class for keys a config.json may leave out (None: derived).
+#: tests/core/planner/test_model_size.py holds each to the meta-device build and those defaults.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "llama": {
         "qkv_bias": "attention_bias",
@@ -89,8 +87,7 @@ def count_params(text_config: Any) -> int:
 
 def counted_shape(config: dict[str, Any]) -> ModelShape | None:
     """The :class:`ModelShape` of a config dict by arithmetic (tied embeddings counted once);
-    None where its model type is not in :data:`ARCHITECTURES` (a composite config with a
-    ``text_config`` included) or it leaves a key of :data:`SIZES` out."""
+    None where :data:`ARCHITECTURES` lacks its type or it leaves a key of :data:`SIZES` out."""
     arch = ARCHITECTURES.get(config.get("model_type"))
     if arch is None or "text_config" in config or any(config.get(k) is None for k in SIZES):
         return None
@@ -121,19 +118,15 @@ def counted_shape(config: dict[str, Any]) -> ModelShape | None:
 
 
 def model_shape(text_config: Any) -> ModelShape:
-    """The :class:`ModelShape` of the causal LM of a config (dict with model_type, or
-    PretrainedConfig): :func:`counted_shape` where it counts it, else :func:`built_shape`."""
+    """The :class:`ModelShape` of the causal LM of a config (dict or PretrainedConfig)."""
     as_dict = text_config if isinstance(text_config, dict) else text_config.to_dict()
     counted = counted_shape(as_dict)
     return counted if counted is not None else built_shape(text_config)
 
 
 def built_shape(text_config: Any) -> ModelShape:
-    """The :class:`ModelShape` of the causal LM of a config (dict with model_type, or
-    PretrainedConfig), built on the meta device (no memory; tied weights counted once) and cached
-    by the config's JSON: the 3B shape takes ~2 s to build, after the imports. The decoder layers
-    are the model's longest ``ModuleList``.
-    """
+    """The :class:`ModelShape` of the causal LM of a config, built on the meta device and cached
+    (the 3B shape takes ~2 s to build); the decoder layers are its longest ``ModuleList``."""
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -166,8 +159,7 @@ def built_shape(text_config: Any) -> ModelShape:
 
 
 def _shape_of_file(config_json: str | os.PathLike) -> ModelShape:
-    """The :class:`ModelShape` of the model whose config.json this is: counted from the file
-    where :func:`counted_shape` can, else from transformers' reading of its folder."""
+    """The :class:`ModelShape` of the model whose config.json this is."""
     counted = counted_shape(json.loads(Path(config_json).read_text()))
     if counted is not None:
         return counted
@@ -187,8 +179,7 @@ def params_from_dir(path: str | os.PathLike | None) -> float | None:
 def params_of_hub_model(
     path: str, revision: str | None, models: dict[str, dict[str, Any]], ref_path: str
 ) -> tuple[float | None, str]:
-    """Size of a model named by a local directory or a hub id, offline (:func:`shape_of_hub_model`);
-    else None and why."""
+    """:func:`shape_of_hub_model`'s parameter count."""
     shape, source = shape_of_hub_model(path, revision, models, ref_path)
     return (None if shape is None else float(shape.params)), source
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 
 import pandas as pd
@@ -12,14 +11,7 @@ from ablate.core.planner.actuals import NOT_RUN, UNPLANNED
 from ablate.core.planner.estimate import COLUMNS, UNMEASURED
 from ablate.core.planner.files import ON_GPU_COUNTS
 from ablate.core.planner.plan import Plan
-from ablate.core.planner.totals import (
-    FLOP_ESTIMATE,
-    TOTAL,
-    error_reason,
-    hms,
-    number,
-    total_text,
-)
+from ablate.core.planner.totals import FLOP_ESTIMATE, TOTAL, error_reason, hms, number, total_text
 
 
 def failed_plan(message: str) -> Plan:
@@ -72,10 +64,7 @@ def summary_lines(p: Plan) -> list[str]:
     lines += _memory_lines(jobs)
     # fastest first, a setup without a total last: the local CPU's total of a GPU study (221 days
     # for the real one) headed the list
-    totals = t[t["job"] == TOTAL]
-    totals = totals.assign(_order=totals["est_s"].fillna(math.inf)).sort_values(
-        "_order", kind="stable"
-    )
+    totals = t[t["job"] == TOTAL].sort_values("est_s", kind="stable", na_position="last")
     for _, r in totals.iterrows():
         act = ""
         if not pd.isna(r.get("actual_s")):
@@ -90,33 +79,27 @@ def summary_lines(p: Plan) -> list[str]:
         if (number(r.get("est_s")) or 0) >= 2 * 86400:  # 5318:30:20 reads as hours
             text = text.replace(" total", f" total ({r['est_s'] / 86400:.0f} days)", 1)
         lines.append(f"  {r['setup']:>14}: {text}{bid}{act}")
-    for src in info["prices"]:
-        if src.startswith("no price"):
-            lines.append(f"  missing price: {src}")
+    lines += [f"  missing price: {src}" for src in info["prices"] if src.startswith("no price")]
     return lines
 
 
 def _memory_lines(jobs: pd.DataFrame) -> list[str]:
     """For the jobs that do not fit some setup: where not, and per GPU model the smallest setup
     where they fit (fewest GPUs, then the lowest price); jobs refused alike share a line."""
+
+    def needs(rows: pd.DataFrame) -> str:  # the job's need, not the setup's memory
+        return ", ".join(
+            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in rows.iterrows()
+        )
+
     said: dict[tuple[str, str], list[str]] = {}
     for job, rows in jobs.groupby("job", sort=False):
         no, yes = rows[rows["fits_memory"] == "no"], rows[rows["fits_memory"] == "yes"]
         if no.empty:
             continue
-        # the job's need, not the setup's memory ("(51 GB per GPU)" read both ways)
-        why = ", ".join(
-            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in no.iterrows()
-        )
-        best = (
-            yes.assign(price=yes["price_per_hour"].fillna(math.inf))
-            .sort_values(["gpus", "price"])
-            .drop_duplicates("gpu")
-        )
-        fit = ", ".join(
-            f"{r['setup']} (needs {r['memory_gb']:.3g} GB a GPU)" for _, r in best.iterrows()
-        )
-        said.setdefault((why, fit or "none of the setups"), []).append(str(job))
+        best = yes.sort_values(["gpus", "price_per_hour"], na_position="last")
+        fit = needs(best.drop_duplicates("gpu")) or "none of the setups"
+        said.setdefault((needs(no), fit), []).append(str(job))
     return [
         f"memory: {', '.join(j)} {'does' if len(j) == 1 else 'do'} not fit {why} (the note says "
         f"why); the smallest setup of each GPU where {'it fits' if len(j) == 1 else 'they fit'}: "

@@ -17,19 +17,16 @@ def job_overhead(
     setup: Setup,
     params: float,
     plan: dict,
-    ref: Reference | None = None,
+    ref: Reference,
     downloads: bool = True,
 ) -> tuple[float, str]:
     """Seconds inside the job besides the compute: start-up, weight download/load, saves.
-    ``downloads`` False: its hub models are on the machine already (:func:`downloads_on`).
-
-    Where ``ref`` (the measurements file) has a measured overhead of this kind of job on this GPU
-    for this model size (a pipeline run, e.g. the GPU smoke run), it replaces the modelled
-    start-up, load and final save; downloads and intermediate checkpoints are added as modelled.
+    ``downloads`` False: its hub models are on the machine already (:func:`downloads_on`). A
+    measured overhead in ``ref`` replaces the modelled start-up, load and final save.
     """
     o = plan["overheads"]
     weights_mb = params * plan["bytes_per_param"] / 1e6
-    measured = ref.job_overhead(job.kind, job.rule, setup.gpu, params) if ref is not None else None
+    measured = ref.job_overhead(job.kind, job.rule, setup.gpu, params)
     parts = [
         ("measured" if measured else "startup", measured.seconds if measured else o["startup_s"])
     ]
@@ -47,10 +44,8 @@ def job_overhead(
             final = 0.0 if measured else weights_mb / o["disk_mb_s"]
             extra = f"{saves - 1} checkpoint(s)" if measured else f"{saves} save(s)"
             parts.append((extra, final + (saves - 1) * state_mb / o["disk_mb_s"]))
-    total = sum(v for _, v in parts)
-    if measured:
-        return total, " + ".join(f"{k} {v:.0f}" for k, v in parts) + f" ({measured.source})"
-    return total, " + ".join(f"{k} {v:.0f}" for k, v in parts)
+    what = " + ".join(f"{k} {v:.0f}" for k, v in parts)
+    return sum(v for _, v in parts), what + (f" ({measured.source})" if measured else "")
 
 
 def rental_overhead(
@@ -77,16 +72,9 @@ def rental_overhead(
     return sum(v for _, v in parts), " + ".join(f"{k} {v:.0f}" for k, v in parts)
 
 
-def machine_overhead(plan: dict) -> tuple[float, str]:
-    """Seconds a rented machine (``Setup.machine``) is billed before its first job: boot, setup."""
-    o = plan["overheads"]
-    return o["boot_s"] + o["setup_s"], f"boot {o['boot_s']:.0f} + setup {o['setup_s']:.0f}"
-
-
 def downloads_on(setup: Setup, jobs: list[PlannedJob]) -> dict[str, bool]:
     """Whether each job (by id) downloads its hub weights: on one rented machine only the first
-    job that loads a hub model (the hub cache keeps it for the next); else each job that loads
-    one (a fresh instance, or ``hub_models`` not named)."""
+    job that loads a hub model (the hub cache keeps it for the next)."""
     seen: set[str] = set()
     out = {}
     for j in jobs:

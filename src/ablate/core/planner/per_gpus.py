@@ -1,7 +1,5 @@
 """What more GPUs buy a data-parallel training job: its estimate on 1, 2, 4 and 8 GPUs of one
-machine (:func:`gpu_counts`, the plan's column ``ON_GPU_COUNTS``, which ``ablate plan`` and
-STATUS say), each from the job's own estimate (:func:`~.estimate.job_row`) with its ``gpu`` resource
-set to that count; beyond the most GPUs a scaling row measured, the cell says extrapolated."""
+machine, each from :func:`~.estimate.job_row` with its ``gpu`` resource set to that count."""
 
 from __future__ import annotations
 
@@ -21,10 +19,8 @@ _NO_PRICE = Price(None, "none: a per-GPU-count forecast", None)
 def gpu_counts(
     jobs: list[PlannedJob], setups: list[Setup], ref: Reference, ms: list[Measurement], plan: dict
 ) -> dict[str, str]:
-    """Each data-parallel training job (its id) -> its time on each of :data:`_COUNTS` GPUs of
-    one machine of the first GPU setup's GPU (job time, no rental) and its speed-up, a count it
-    does not fit named so: ``on H100 SXM GPUs of one machine: 1: 0:10:00 (1.00x); 2: ...``;
-    empty without a GPU setup."""
+    """Each data-parallel training job's id -> its job time and speed-up on each of
+    :data:`_COUNTS` GPUs of the first GPU setup's GPU; empty without a GPU setup."""
     gpu = next((s.gpu for s in setups if s.gpu != CPU), None)
     if gpu is None:
         return {}

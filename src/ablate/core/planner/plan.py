@@ -37,13 +37,9 @@ def make_plan(
 ) -> Plan:
     """The plan of a schema-validated config (defaults filled, as the rules get it).
 
-    ``root``: the folder the config's results folder is in (the working directory of the run).
-    ``frozen``: an estimate written before the run (rule ``plan_estimate``); the actuals are added
-    to it instead of to a fresh estimate, which would already have learnt from the run itself. A
-    frozen table of another layout (an older version's columns) is replaced by a fresh estimate.
-    ``cache_jobs``: job name -> its run-cache spec (rules/plan.smk; None outside Snakemake) and
-    ``scripts`` the workflow's scripts folder: with the config's ``run_cache`` set, a job the cache
-    holds costs nothing (:mod:`ablate.core.planner.cached`).
+    ``root``: the folder holding the config's results folder. ``frozen``: an estimate written
+    before the run (rule ``plan_estimate``), which the actuals are added to: a fresh one would
+    already have learnt from the run itself. ``cache_jobs``, ``scripts``: :func:`~.cached.in_cache`.
     """
     plan, root = config["plan"], Path(root)
     ref = load_reference(plan["measurements"])

@@ -1,12 +1,8 @@
 """What the planner forecasts: planned jobs, handed over by each study's job list.
 
-The planner knows no study. Each study's plan side (its study part ``plan``,
-:mod:`ablate.core.jobs`, found through the registry :mod:`ablate.studies`) pairs each job of its
-job list that has a ``kind`` (a core :class:`ablate.core.jobs.Job`) with what the planner needs
-besides (the tokens it processes, the size of the model it runs, what it loads and writes): a
-:class:`PlannedJob`; its ``study_plan(config, ref, root)`` returns a :class:`StudyPlan` (or a
-list of them: one per model of a study of several). A job whose size cannot be worked out still
-gets a row: ``tokens`` or ``params`` is None and ``notes`` says what is missing.
+The planner knows no study: each study's ``plan`` part (:mod:`ablate.studies`) returns a
+:class:`StudyPlan` of its jobs with a ``kind``, or one per model of a study of several. A job whose
+size cannot be worked out still gets a row: ``tokens`` or ``params`` is None and ``notes`` says why.
 """
 
 from __future__ import annotations
@@ -25,7 +21,6 @@ from ablate.core.planner.model_size import ModelShape
 
 @dataclass
 class PlannedJob:
-    #: the study's job (name, rule, kind, record, benchmark, the job whose checkpoint it loads)
     job: Job
     model: str  # the model it runs (base | a variant), in words
     policy: str | None
@@ -34,8 +29,7 @@ class PlannedJob:
     params: float | None  # parameters of the model it runs; None: unknown (params_source: why)
     params_source: str
     loads_hub_model: bool = False  # downloads the base weights from the hub
-    #: the hub models it loads (ids): on one rented machine each is downloaded once, by the
-    #: first job that loads it (empty: every such job downloads, the per-instance rule)
+    #: the hub models it loads: on one rented machine each downloads once (empty: every such job)
     hub_models: tuple[str, ...] = ()
     ships_checkpoint: bool = False  # its input checkpoint is copied to a rented instance
     writes_checkpoint: bool = False  # saves (and ships back) a full checkpoint
@@ -43,44 +37,31 @@ class PlannedJob:
     dtype: str = "float32"  # dtype the weights are held in (memory check)
     optim: str | None = None  # optimizer (train): its states count in the memory check
     master_weights: bool = True  # 16-bit weights train with fp32 masters (memory check)
-    #: trains under the loop's data-parallel recipes on more than one GPU (its fp32 masters and
-    #: optimizer states divide over the GPUs, its weights too where they do not fit: memory
-    #: check, :mod:`.memory_need`; its speed-up from the measured ``scaling`` rows); False: replicated
+    #: trains under the loop's data-parallel recipes on several GPUs; False: replicated
     sharded: bool = False
-    #: its ``data_parallel`` setting (None: chosen by what fits, as the loop chooses)
-    data_parallel: str | None = None
+    data_parallel: str | None = None  # its ``data_parallel`` setting (None: by what fits)
     shape: ModelShape | None = None  # hidden size, layers (train: activations, gathered layers)
-    #: tokens of one forward of one process (train: activations); None: unknown
-    forward_tokens: float | None = None
+    forward_tokens: float | None = None  # of one forward of one process (train: activations)
     gradient_checkpointing: bool = False  # activation checkpointing (train: activations)
     packing: bool | None = None  # packed steps (train): picks a measurement of the same mode
     compile_layers: bool = False  # compiled decoder layers (train): likewise
     shares_instance: str | None = None  # runs on the instance of this job (a vast group job)
-    #: (every, of): a rerun resumes from a checkpoint written every ``every`` of its ``of`` steps
-    #: (an interruptible setup's restarts); None: from ``train_shape``'s save_steps, if any
+    #: (every, of) steps of the checkpoints a rerun resumes from; None: ``train_shape``'s, if any
     resume_every: tuple[int, int] | None = None
-    #: FLOPs per token for the FLOP estimate (None: 6 x params to train, 2 x for a forward); a job
-    #: whose model is mostly frozen (the bridge) does less than 6 x params per trained token
+    #: FLOPs per token for the FLOP estimate (None: 6 x params to train, 2 x for a forward)
     flops_per_token: float | None = None
     trainable_params: float | None = None  # None: all params train (memory check, train kind)
-    #: its memory per GPU is the peak measured for its work: that of the measurement its rate
-    #: comes from, where that one is of its own kind and policy (the bridge: its rows per GPU)
-    #: and records ``peak_memory_gb`` (memory check, :func:`.memory_need.measured_need_gb`)
+    #: its memory per GPU is the peak measured for its work (:func:`.memory_need.measured_need_gb`)
     memory_measured: bool = False
-    #: what its row adds when it does not fit the GPU (the study's way to a fit); None: nothing
-    unfit_note: str | None = None
+    unfit_note: str | None = None  # what its row adds when it does not fit (the way to a fit)
     scaling_key: str | None = None  # the plan.scaling key of its multi-GPU speedup (None: kind)
-    #: GPUs it runs on (its ``gpu`` resource), capped at the setup's; None: all of the setup's
-    gpus: int | None = None
-    #: the jobs whose outputs it reads (the schedule of a multi-GPU setup); None: every earlier one
-    after: list[str] | None = None
-    #: other work inside the same job, each {kind, policy, tokens, what}: its own throughput,
-    #: added to compute_s (the bridge's generative evaluations during training); an optional
-    #: ``scaling_key`` (a plan.scaling key) when it spreads over the GPUs otherwise than its kind
+    gpus: int | None = None  # its ``gpu`` resource, capped at the setup's; None: all of them
+    after: list[str] | None = None  # the jobs whose outputs it reads; None: every earlier one
+    #: other work inside the job at its own rate, each {kind, policy, tokens, what} and an optional
+    #: ``scaling_key`` (the bridge's generative evaluations during training)
     extra: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # missing inputs, said on every row
-    #: train | eval | probe | generate: the job's kind (None: taken from it); a copy for the
-    #: other work inside the job (``extra``) takes that work's kind
+    #: train | eval | probe | generate (None: the job's); a copy for an ``extra`` takes its kind
     kind: str | None = None
 
     def __post_init__(self) -> None:
@@ -125,9 +106,8 @@ class StudyPlan:
 
 
 def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike) -> list[StudyPlan]:
-    """The planned jobs of every study the config runs (config key `studies`), grouped by the
-    vast profile: a job whose rule shares an instance group with its upstream job's rule runs on
-    that job's instance."""
+    """The planned jobs of every study the config plans; a job whose rule shares a vast profile
+    group with its upstream job's rule runs on that job's instance."""
     from ablate.core.planner.prices import vast_profile
 
     groups = vast_profile(config["plan"])["groups"]
@@ -135,8 +115,7 @@ def study_plans(config: dict[str, Any], ref: Reference, root: str | os.PathLike)
     # both keys have their defaults from the schemas (config.schema.yaml, plan.schema.yaml)
     wanted = config["plan"]["studies"]
     for name in [s for s in config["studies"] if s in wanted]:
-        module = studies.side(name, "plan")
-        got = module.study_plan(config, ref, Path(root))
+        got = studies.side(name, "plan").study_plan(config, ref, Path(root))
         for sp in got if isinstance(got, list) else [got]:  # a plan, or one per studied model
             rules = {j.id: j.rule for j in sp.jobs}
             for j in sp.jobs:

@@ -74,37 +74,28 @@ def snapshot_price(setup: Setup, snap: dict[str, Any] | None, missing: str = "")
         return Price(None, missing or "no price: no offers snapshot", None)
     where = f"snapshot {snap['path']} ({snap['captured_at']}; {snap.get('source', 'source not stated')})"
     offers = [o for o in snap["offers"] if o["gpu_name"] == setup.gpu]
+    if not offers:
+        return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
     exact = [o for o in offers if int(o["num_gpus"]) == setup.count]
     if exact:
         o = min(exact, key=lambda o: o["dph_total"])
-        note = f"; {o['note']}" if o.get("note") else ""
-        return Price(
-            float(o["dph_total"]), f"{where}: {setup.label} offer{note}", snap["captured_at"]
-        )
-    if offers:
-        # A per-GPU rate times the count: Vast bundles price roughly linearly in GPUs.
+        per_hour, what = float(o["dph_total"]), f"{setup.label} offer"
+    else:  # a per-GPU rate times the count: Vast bundles price roughly linearly in GPUs
         o = min(offers, key=lambda o: o["dph_total"] / int(o["num_gpus"]))
         per_gpu = o["dph_total"] / int(o["num_gpus"])
-        note = f"; {o['note']}" if o.get("note") else ""
-        return Price(
-            per_gpu * setup.count,
-            f"{where}: per-GPU rate {per_gpu:g} $/h x {setup.count} (no {setup.count}-GPU offer in "
-            f"the snapshot){note}",
-            snap["captured_at"],
-        )
-    return Price(None, f"no price: {where} has no offer for {setup.gpu}", snap["captured_at"])
+        per_hour = per_gpu * setup.count
+        n = setup.count
+        what = f"per-GPU rate {per_gpu:g} $/h x {n} (no {n}-GPU offer in the snapshot)"
+    note = f"; {o['note']}" if o.get("note") else ""
+    return Price(per_hour, f"{where}: {what}{note}", snap["captured_at"])
 
 
 _VAST_PROFILE_PREFIXES = ("ablate-vast-", "vastai-")
 
 
 def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
-    """The vast profile's executor settings and groups, overlaid with ``plan.vast``.
-
-    Returns ``{"settings": {...ExecutorSettings fields}, "groups": {...}, "source": ..., "bid":
-    ...}``: the planner prices the instance that profile would rent (same filters, max_price, the
-    bid of ``ablate-vast-bid``) and knows which rules share an instance.
-    """
+    """The vast profile's executor settings, groups, source and ``ablate-vast-bid``, its settings
+    overlaid with ``plan.vast``: the planner prices the instance that profile would rent."""
     try:
         from snakemake_executor_plugin_vastai import ExecutorSettings
 
@@ -135,14 +126,8 @@ def vast_profile(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _live_prices(setups: list[Setup], vast_settings: dict[str, Any]) -> dict[Setup, Price]:
-    """Cheapest on-demand Vast offer per setup, searched with the executor plugin's own query;
-    for an interruptible setup the lowest ``min_bid`` of the bid offers (what winning one costs).
-
-    The query is built by snakemake-executor-plugin-vastai (``build_offer_query``) from the vast
-    profile's settings (:func:`vast_profile`: reliability, datacenter, max_price, ...), so the price
-    is that of the instance the pipeline would rent. ``VAST_URL`` selects the API server (tests use
-    a fake).
-    """
+    """Cheapest on-demand Vast offer per setup (an interruptible one: the lowest ``min_bid``), by
+    the executor plugin's own query: the price of the instance the pipeline would rent."""
     from snakemake_executor_plugin_vastai import ExecutorSettings, build_offer_query
     from vastai import VastAI
 
@@ -240,8 +225,7 @@ def resolve_prices(setups: list[Setup], plan: dict[str, Any]) -> dict[Setup, Pri
 
 
 def capture_offers(setups: list[Setup], plan: dict[str, Any], path: str | os.PathLike) -> dict:
-    """Write a fresh offers snapshot (the cheapest live offer of every setup, with the lowest
-    ``min_bid`` of its bid offers) for offline planning."""
+    """Write a fresh offers snapshot of live offers, for offline planning."""
     if not os.environ.get("VAST_API_KEY"):
         raise PlanError("--capture-offers needs VAST_API_KEY (live Vast offers)")
     shapes = list(dict.fromkeys(replace(s, interruptible=False) for s in setups))

@@ -1,10 +1,7 @@
 """A study's wall time on one machine of N GPUs: its jobs side by side where their inputs allow.
 
-On a multi-GPU host each GPU job takes its own devices (ablate.core.execution.gpus), so independent
-jobs (the three finetunes, the evaluations of different models) run at once. :func:`makespan` is a
-greedy list schedule in the study's job order (a topological order): a job starts at the earliest
-time when the jobs it reads are done and its GPUs are free for its whole duration. A job whose
-study names no dependencies (``after`` None) waits for every job before it, the sequential plan.
+A greedy list schedule in the study's job order (a topological order): a job starts at the
+earliest time when the jobs it reads are done and its GPUs are free for its whole duration.
 """
 
 from __future__ import annotations

@@ -34,8 +34,7 @@ def _best_measurement(
     plan: dict,
     target_peak: float | None,
 ) -> tuple[Measurement | None, tuple | None]:
-    """The measurement that fits the job best (see :func:`pick_throughput`) and its preference
-    key; (None, None) when none counts."""
+    """The measurement that fits the job best and its preference key; (None, None): none counts."""
     params = job.params
     best, best_key = None, None
     kinds = ("probe", "eval") if job.kind == "probe" else (job.kind,)  # both forward-only
@@ -78,8 +77,7 @@ def _measured(
     plan: dict,
     target_peak: float | None,
 ) -> Throughput:
-    """The job's rate from its best measurement: per FLOPs/token when the work differs, scaled by
-    peak FLOP/s from another GPU; the source says what was taken from where."""
+    """The job's rate from its best measurement, scaled where FLOPs/token or GPU differ."""
     policy_note = (
         "" if best.policy == job.policy else f", policy {best.policy} (none for {job.policy})"
     )
@@ -109,14 +107,8 @@ def _measured(
 def pick_throughput(
     job: PlannedJob, gpu: str, ms: list[Measurement], ref: Reference, plan: dict
 ) -> Throughput:
-    """Best measured tokens/s for this job on this GPU, else the FLOP estimate.
-
-    A measurement only counts for the same kind of work on a model of the same size (within 5 %);
-    across GPUs it is scaled by peak BF16 FLOP/s, never between CPU and GPU. Preference: same kind,
-    same packing mode (a step of short unpacked rows runs ~10x below a packed one: docs/benchmarks.md),
-    the same ``compile_layers`` setting, same GPU, this pipeline's own outputs over the measurements
-    table, same optimizer, same rule, same policy, same job.
-    """
+    """Best measured tokens/s for this job on this GPU, else the FLOP estimate. The packing mode
+    ranks early: a step of short unpacked rows runs ~10x below a packed one (docs/benchmarks.md)."""
     params = job.params
     if params is None:
         return Throughput(None, f"no throughput: {job.params_source}")

@@ -39,14 +39,11 @@ def total_text(row: Mapping[str, Any]) -> str:
 
 
 def error_reason(total: Mapping[str, Any], jobs: Iterable[Mapping[str, Any]]) -> str:
-    """Why a setup's estimate missed its actual time by this much: how many of its job rows came
-    from the FLOP estimate (an assumed peak and MFU, nothing measured) and the job that missed
-    most; empty where the total has no error figure."""
+    """Why a setup's estimate missed its actual time: how many of its jobs came from the FLOP
+    estimate, and the largest miss; empty where the total has no error figure."""
     error = number(total.get("error_pct"))
-    if error is None:
-        return ""
     jobs = [j for j in jobs if number(j.get("error_pct")) is not None]
-    if not jobs:
+    if error is None or not jobs:
         return ""
     flop = sum(str(j.get("throughput_source") or "").startswith(FLOP_ESTIMATE) for j in jobs)
     worst = max(jobs, key=lambda j: abs(number(j["error_pct"])))
