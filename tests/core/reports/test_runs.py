@@ -15,7 +15,7 @@ import yaml
 from helpers import DEEP_JSON
 from tree_records import EVAL, EVAL_SLICE, by_tree, record, table
 
-from ablate import cli
+from ablate import cli, studies
 from ablate.bridge import layout as bridge_layout
 from ablate.core.jobs import JOB_LINE, RESTORED_LINE
 from ablate.core.outputs.io import write_json
@@ -366,6 +366,58 @@ def test_earlier_runs_in_history_that_differ_are_listed(tmp_path):
     assert got[(ev, "ev-1")]["numbers"] == "macro 0.900 (now 0.800)"
 
 
+def test_an_experiments_deltas_are_withheld_where_its_base_was_stale(tmp_path, monkeypatch):
+    """An experiment made while the base's counterpart of one of its own jobs was stale (the
+    base's config edited, the base not re-run: its 3A of 41 steps, the config's 200) would
+    compare its 3A with a base 3A of another config, the delta mixing in the base's edit:
+    `ablate runs` withholds it, naming the job and the key, until the base is run and the
+    experiment made again. A stale base job the experiment shares (its 3B) withholds nothing:
+    its run brings that job up to date first."""
+    import copy
+
+    from ablate.core.config import validate_config
+    from ablate.core.trees import experiments
+
+    monkeypatch.chdir(tmp_path)
+    cfg = copy.deepcopy(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+    cfg["experiments"] = {
+        "lr": {"mask": {"finetune": {"variants": {"3A": {"learning_rate": 5e-4}}}}}
+    }
+    validate_config(cfg)
+    (plan,) = experiments.plans(cfg)
+    base, exp = Path("results"), Path("results/exp/lr")
+    made_with = {j.name: j.config for j in studies.side("mask", "layout").jobs(cfg)}
+    edited = copy.deepcopy(made_with["finetune/3A"])
+    edited["params"]["max_steps"] = 41
+    record(base, "finetune/3A/summary.json", edited)
+    record(base, "finetune/3B/summary.json", {})  # stale too, but shared
+    record(exp, "finetune/3A/summary.json", {})
+    for tree, score in ((base, "0.616"), (exp, "0.657")):
+        row = {"task": "macro", "variant": "3A", "eval_policy": "prefill_bidir", "score": score}
+        table(tree / mask_layout.PATTERNS["recovery_csv"], [row])
+    experiments.record([plan])
+    own = [p for j in plan.jobs if not j.labels.get("shared") for p in j.outputs.values()]
+    experiments.finished([plan], own)
+    row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
+    assert (
+        row["vs base"]
+        == row["headline vs base"]
+        == [
+            "deltas withheld: the base's finetune/3A (mask.finetune.variants.3A.max_steps 41 -> 200 "
+            "(now set by mask.finetune.defaults.max_steps)) was stale when this experiment was made "
+            "from it (its record is of another config than the base's); run the base (snakemake), "
+            "then re-run it: `ablate exp run lr --set mask.finetune.variants.3A.learning_rate=0.0005`"
+        ]
+    )
+
+    record(base, "finetune/3A/summary.json", made_with["finetune/3A"], host="gpu2")  # base run
+    experiments.finished([plan], own)  # the experiment made again
+    row = by_tree(runs.table_rows(".", "results"))["results/exp/lr"]
+    assert row["vs base"] == [
+        "mask: 3A under prefill_bidir +0.041 [CI: no per-sample records] (0.616 -> 0.657)"
+    ]
+
+
 def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monkeypatch):
     """An experiment's deltas compare it with the base it was made from: a run that brings it up
     to date records the base's records (each base job's run id, experiment.json's base_runs);
@@ -386,8 +438,11 @@ def test_an_experiments_deltas_are_withheld_once_its_base_changed(tmp_path, monk
     validate_config(cfg)
     (plan,) = experiments.plans(cfg)
     base, exp = Path("results"), Path("results/exp/lr")
-    record(base, "finetune/3B/summary.json", {})  # shared: the experiment's 3B is the base's
-    record(base, "finetune/3A/summary.json", {})  # the base's counterpart of its own 3A
+    made_with = {j.name: j.config for j in studies.side("mask", "layout").jobs(cfg)}
+    # shared: the experiment's 3B is the base's; the base's 3A, the counterpart of its own 3A;
+    # both of the base's config (not stale)
+    record(base, "finetune/3B/summary.json", made_with["finetune/3B"])
+    record(base, "finetune/3A/summary.json", made_with["finetune/3A"])
     record(exp, "finetune/3A/summary.json", {})
     for tree, score in ((base, "0.616"), (exp, "0.657")):
         row = {"task": "macro", "variant": "3A", "eval_policy": "prefill_bidir", "score": score}

@@ -16,15 +16,19 @@ from ablate.core.jobs import Job
 from ablate.core.outputs.records import recorded_config
 
 
+def job_changes(job: Job, config: dict) -> list[str]:
+    """The config keys changed since ``job``'s record was written ([] when none or no record)."""
+    if job.record is None:
+        return []
+    old = recorded_config(Path(job.record))
+    return studies.side(job.study, "status").changes(job, old, config)
+
+
 def stale_lines(jobs: Iterable[Job], config: dict) -> list[str]:
     """One line per finished job whose recorded slice differs from its slice in ``config`` now."""
     lines = []
     for job in jobs:
-        if job.record is None:
-            continue
-        old = recorded_config(Path(job.record))
-        changes = studies.side(job.study, "status").changes(job, old, config)
-        if changes:
+        if changes := job_changes(job, config):
             label = " ".join([job.rule, "/".join(job.wildcards.values())]).strip()
             lines.append(f"stale: {label}: {', '.join(changes)}")
     return lines

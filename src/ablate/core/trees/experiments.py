@@ -33,6 +33,7 @@ from ablate.core.outputs import io
 from ablate.core.outputs.io import file_run_id
 from ablate.core.outputs.provenance import changed_keys
 from ablate.core.outputs.records import read_json
+from ablate.core.reruns.stale import job_changes
 from ablate.core.trees.results_origin import resolved
 
 #: An experiment's results tree under the base's results folder.
@@ -333,18 +334,23 @@ class Plan:
 
 
 #: The definition's record of the base an experiment was last made with: base job -> its record
-#: and run id then; ``ablate runs`` withholds the deltas once the base's records differ.
+#: and run id then, and the config keys its record was stale by (``stale``, where it was);
+#: ``ablate runs`` withholds the deltas once the base's records differ, or where the base's
+#: counterpart of one of its own jobs was stale (a delta would mix in the base's edit).
 BASE_RUNS = "base_runs"
 
 
-def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, str | None]]:
+def base_runs(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """The :data:`BASE_RUNS` of an experiment's configuration, as its base's records are now."""
-    base = config[MARKER]["base"]["results"]
-    return {
-        j.name: {"record": os.path.relpath(j.record, base), "run_id": file_run_id(j.record)}
-        for j in _base_jobs(config)
-        if j.record
-    }
+    base = config[MARKER]["base"]
+    out: dict[str, dict[str, Any]] = {}
+    for j in _base_jobs(config):
+        if j.record:
+            rel = os.path.relpath(j.record, base["results"])
+            out[j.name] = {"record": rel, "run_id": file_run_id(j.record)}
+            if changes := job_changes(j, base):
+                out[j.name]["stale"] = changes
+    return out
 
 
 def _base_files(configfiles: Iterable[str]) -> list[str]:
@@ -416,12 +422,25 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
         now = file_run_id(Path(base) / rel) if known else None
         if not known or now != was:
             moved.append(f"{job} (run {was or 'none'} -> {now or 'none'})")
-    if not moved:
+    if moved:
+        more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+        return (
+            f"deltas withheld: the base's {', '.join(moved[:3])}{more} changed since this "
+            f"experiment was made from it; {again}"
+        )
+    stale = []  # the base's counterparts of its own jobs, stale when it was made
+    for job, seen in sorted(runs.items()):
+        keys = seen.get("stale") if isinstance(seen, Mapping) else None
+        if job in (definition.get("own") or []) and isinstance(keys, list) and keys:
+            extra = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+            stale.append(f"{job} ({keys[0]}{extra})")
+    if not stale:
         return None
-    more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+    more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
     return (
-        f"deltas withheld: the base's {', '.join(moved[:3])}{more} changed since this experiment "
-        f"was made from it; {again}"
+        f"deltas withheld: the base's {', '.join(stale[:3])}{more} was stale when this "
+        f"experiment was made from it (its record is of another config than the base's); run the "
+        f"base (snakemake), then {again}"
     )
 
 
