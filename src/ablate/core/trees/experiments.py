@@ -423,25 +423,29 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
         if not known or now != was:
             moved.append(f"{job} (run {was or 'none'} -> {now or 'none'})")
     if moved:
-        more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
         return (
-            f"deltas withheld: the base's {', '.join(moved[:3])}{more} changed since this "
-            f"experiment was made from it; {again}"
+            f"deltas withheld: the base's {_named(moved)} changed since this experiment was made "
+            f"from it; {again}"
         )
+    own = set(definition.get("own") or [])
     stale = []  # the base's counterparts of its own jobs, stale when it was made
     for job, seen in sorted(runs.items()):
         keys = seen.get("stale") if isinstance(seen, Mapping) else None
-        if job in (definition.get("own") or []) and isinstance(keys, list) and keys:
-            extra = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
-            stale.append(f"{job} ({keys[0]}{extra})")
+        if job in own and isinstance(keys, list) and keys:
+            stale.append(f"{job} ({_named(keys, 1)})")
     if not stale:
         return None
-    more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
     return (
-        f"deltas withheld: the base's {', '.join(stale[:3])}{more} was stale when this "
-        f"experiment was made from it (its record is of another config than the base's); run the "
-        f"base (snakemake), then {again}"
+        f"deltas withheld: the base's {_named(stale)} was stale when this experiment was made "
+        f"from it (its record is of another config than the base's); run the base (snakemake), "
+        f"then {again}"
     )
+
+
+def _named(items: list[str], shown: int = 3) -> str:
+    """The first ``shown`` of ``items``, then how many more."""
+    more = f" and {len(items) - shown} more" if len(items) > shown else ""
+    return ", ".join(items[:shown]) + more
 
 
 def jobs_line(definition: Mapping[str, Any], tree: str | Path) -> str:
