@@ -19,11 +19,14 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate import studies
 from ablate.core.jobs import JOB_LINE, REMADE_LINE
 from ablate.core.outputs import provenance
+
+if TYPE_CHECKING:  # the run cache is imported by the jobs that key it, not by every job
+    from ablate.core.reruns.runcache import JobCache
 
 
 def keep_freed_memory() -> None:
@@ -95,7 +98,7 @@ def say(text: str) -> None:
         print(line, file=stream, flush=True)
 
 
-def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, cache: Any) -> str:
+def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, cache: JobCache | None) -> str:
     """What a job that ran says: its seconds, where its record says it resumed from (a
     training's ``resumed_from_step``: ``resumed from checkpoint-N``), its run cache entry, and
     why it missed the cache's nearest entry of this job (a miss's cause on the job's one line)."""
@@ -109,10 +112,9 @@ def _ran_line(outputs: Sequence[str | os.PathLike], seconds: float, cache: Any) 
             if step is not None:
                 parts.append(f"resumed from checkpoint-{step}")
                 break
-    stored, missed = getattr(cache, "stored_key", None), getattr(cache, "missed", None)
-    if stored:
-        parts.append(f"stored in the run cache as {stored[:12]}")
-    return ", ".join(parts) + (f"; {missed}" if missed else "")
+    if cache and cache.stored_key:
+        parts.append(f"stored in the run cache as {cache.stored_key[:12]}")
+    return ", ".join(parts) + (f"; {cache.missed}" if cache and cache.missed else "")
 
 
 def _said_at_exit() -> None:

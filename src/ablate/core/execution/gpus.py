@@ -27,7 +27,7 @@ _POLL_S = 1.0
 _held: list[IO] = []  # the open lock files: a device is held as long as its file stays open
 
 
-def _scheduler() -> bool:
+def _pool_off() -> bool:
     """Whether a scheduler assigns devices itself (SLURM, or the pool switched off)."""
     off = os.environ.get(SWITCH_ENV, "").lower() in ("off", "0", "false")
     return off or bool(os.environ.get("SLURM_JOB_ID"))
@@ -99,7 +99,7 @@ def claim(n: int, label: str = "job") -> list[str] | None:
     they are free. None (environment untouched) under a scheduler, on a host without a GPU, or
     in a child of a process that already claimed."""
     log = sys.stderr  # at call time: the job's log once job_script redirected it
-    if _scheduler() or os.environ.get(CLAIMED_ENV):
+    if _pool_off() or os.environ.get(CLAIMED_ENV):
         return None
     _refuse_initialised_cuda(label)
     ids = pool()

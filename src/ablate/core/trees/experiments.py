@@ -414,25 +414,22 @@ def base_changed(definition: Mapping[str, Any], base: str | Path) -> str | None:
             "deltas withheld: no finished run of this experiment records which base records it "
             f"was made with; {again}"
         )
-    moved = []
+    own = set(definition.get("own") or [])
+    moved, stale = [], []  # stale: the base's counterparts of its own jobs, when it was made
     for job, seen in sorted(runs.items()):
         seen = seen if isinstance(seen, Mapping) else {}
-        rel, was = seen.get("record"), seen.get("run_id")
+        rel, was, keys = seen.get("record"), seen.get("run_id"), seen.get("stale")
         known = isinstance(rel, str) and bool(rel)
         now = file_run_id(Path(base) / rel) if known else None
         if not known or now != was:
             moved.append(f"{job} (run {was or 'none'} -> {now or 'none'})")
+        elif job in own and isinstance(keys, list) and keys:
+            stale.append(f"{job} ({_named(keys, 1)})")
     if moved:
         return (
             f"deltas withheld: the base's {_named(moved)} changed since this experiment was made "
             f"from it; {again}"
         )
-    own = set(definition.get("own") or [])
-    stale = []  # the base's counterparts of its own jobs, stale when it was made
-    for job, seen in sorted(runs.items()):
-        keys = seen.get("stale") if isinstance(seen, Mapping) else None
-        if job in own and isinstance(keys, list) and keys:
-            stale.append(f"{job} ({_named(keys, 1)})")
     if not stale:
         return None
     return (
